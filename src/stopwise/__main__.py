@@ -1,0 +1,3 @@
+from stopwise.cli import main
+
+raise SystemExit(main())
