@@ -1,12 +1,183 @@
-"""The `stopwise` command line (subcommands are wired in as their stages land)."""
+"""The `stopwise` command line.
+
+    stopwise eval     generate, grade and summarise one run (resumable)
+    stopwise grade    re-grade a run's samples (after the grader changes)
+    stopwise sweep    one run per controller value -> sweep.json, pareto.png
+    stopwise analyze  stop analysis of a run -> analysis.json, plots
+    stopwise plot     several sweeps on one Pareto plot
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory or hub id")
+    p.add_argument("--benchmark", required=True, help="benchmark name or JSON/JSONL path")
+    p.add_argument("--data-dir", help="folder with benchmarks/*.jsonl (default: $STOPWISE_DATA)")
+    p.add_argument("--limit", type=int, help="first N problems only")
+    p.add_argument("--n-samples", type=int, default=1, help="samples per problem")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="generation cap")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eot", help="end-of-thinking delimiter (default: detected)")
+    p.add_argument("--system-prompt")
+    p.add_argument("--instruction", help="sentence appended to each problem")
+    p.add_argument("--level", choices=["short", "medium", "long"], help="length level stated in the prompt")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--record-stop-ranks", action="store_true", help="record the delimiter's rank per thinking step")
+    p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    c = p.add_argument_group("stopping controller")
+    c.add_argument("--controller", default="none", choices=["none", "ts", "budget"])
+    c.add_argument("--stop-temperature", type=float, default=1.0, help="TS: stop temperature T (>1 stops earlier)")
+    c.add_argument("--max-thinking-tokens", type=int, help="budget forcing (or a hard cap with TS)")
+    c.add_argument("--min-thinking-tokens", type=int, help="budget forcing: suppress the delimiter before this")
+    c.add_argument("--num-ignore", type=int, default=0, help="budget forcing: ignore the delimiter K times")
+    c.add_argument("--ignore-string", default="Wait", help="budget forcing: string forced instead of the delimiter")
+    c.add_argument("--answer-prefix", help="budget forcing: forced after the delimiter at the cap")
+
+
+def controller_config(args, name: str | None = None, **override):
+    from stopwise.controllers import ControllerConfig
+
+    kwargs = dict(
+        name=name or args.controller,
+        stop_temperature=args.stop_temperature,
+        max_thinking_tokens=args.max_thinking_tokens,
+        min_thinking_tokens=args.min_thinking_tokens,
+        num_ignore=args.num_ignore,
+        ignore_string=args.ignore_string,
+    )
+    if args.answer_prefix is not None:
+        kwargs["answer_prefix"] = args.answer_prefix
+    kwargs.update(override)
+    return ControllerConfig(**kwargs)
+
+
+def eval_config(args, out: str, controller=None):
+    from stopwise.engines import SamplingSettings
+    from stopwise.evaluation.runner import EvalConfig
+    from stopwise.prompts import PromptConfig
+
+    prompt = PromptConfig(system_prompt=args.system_prompt, level=args.level)
+    if args.instruction is not None:
+        prompt.instruction = args.instruction
+    return EvalConfig(
+        model=args.model,
+        benchmark=args.benchmark,
+        out=out,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        n_samples=args.n_samples,
+        sampling=SamplingSettings(
+            temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+            max_new_tokens=args.max_new_tokens, seed=args.seed,
+        ),
+        batch_size=args.batch_size,
+        prompt=prompt,
+        eot=args.eot,
+        controller=controller or controller_config(args),
+        record_stop_ranks=args.record_stop_ranks,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_eval(args) -> int:
+    from stopwise.evaluation.runner import run_eval
+
+    summary = run_eval(eval_config(args, args.out))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from stopwise.evaluation.regrade import regrade_run
+
+    summary = regrade_run(args.run_dir)
+    print(json.dumps({k: summary[k] for k in ("n_samples", "accuracy")}, indent=2))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from stopwise.evaluation.sweep import parse_values, run_sweep
+
+    values = parse_values(args.values, args.controller)
+    base = eval_config(args, args.out, controller=controller_config(args, name="none"))
+    sweep = run_sweep(base, args.controller, values, args.out)
+    rows = [sweep["baseline"] | {"value": "none"}] + sweep["points"]
+    for r in rows:
+        print(f"{r['value']!s:>8}  acc={r['accuracy']:.3f}  tokens={r['mean_tokens']:.1f}  "
+              f"thinking={r['mean_thinking_tokens']:.1f}  truncated={r['truncation_rate']:.3f}")
+    print(f"wrote {args.out}/sweep.json and {args.out}/pareto.png")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from stopwise.evaluation.analysis import analyze_run
+
+    analysis = analyze_run(args.run_dir, k=args.top_k_stop)
+    print(json.dumps({k: v for k, v in analysis.items() if k != "stop_ranks"}, indent=2))
+    if analysis["stop_ranks"]:
+        print(json.dumps({k: v for k, v in analysis["stop_ranks"].items() if k != "curve"}, indent=2))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from stopwise.evaluation.sweep import plot_sweeps
+
+    print(plot_sweeps(args.sweep_dirs, args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stopwise", description="Make small reasoning models token-efficient.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="generate, grade and summarise one run (resumable)")
+    add_generation_args(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("grade", help="re-grade a run's samples and rewrite its summary")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("sweep", help="one run per controller value, then sweep.json and pareto.png")
+    add_generation_args(p)
+    p.add_argument("--values", required=True, help="comma-separated stop temperatures (ts) or token budgets (budget)")
+    p.add_argument("--out", required=True, help="sweep directory (one run directory per value inside)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("analyze", help="stop analysis of a run: analysis.json and plots")
+    p.add_argument("run_dir")
+    p.add_argument("--top-k-stop", type=int, default=5, help="a missed stop = delimiter in this top k, not chosen")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("plot", help="draw several sweeps on one Pareto plot")
+    p.add_argument("sweep_dirs", nargs="+")
+    p.add_argument("--out", default="pareto.png", help="output PNG")
+    p.set_defaults(func=cmd_plot)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stopwise", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
-    parser.parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # Bad input is the user's to fix: say what is wrong, without a traceback.
+        print(f"stopwise {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

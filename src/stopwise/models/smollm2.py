@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,12 +45,17 @@ def smollm2_path(cache_dir: str | Path | None = None) -> Path:
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
-    # The weights are de-quantised now; a stale quantization_config would make
-    # from_pretrained look for a GGUF quantiser when the cache is loaded.
+    # The weights are de-quantised float32 now; the GGUF quantiser and its config would
+    # block saving and make from_pretrained look for a GGUF file when the cache is loaded.
+    model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = cache.with_name(cache.name + ".tmp")
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.replace(cache) if not cache.exists() else None
+    if not (cache / "config.json").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.replace(cache)
+    else:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return cache

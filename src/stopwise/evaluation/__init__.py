@@ -1,0 +1,1 @@
+"""Evaluation: runs (generate -> grade -> summarise), metrics, sweeps, analysis and plots."""

@@ -1,0 +1,170 @@
+"""`stopwise eval`: one model x one benchmark x one controller x decoding settings.
+
+Everything that can be wrong with the inputs is checked before the first token is generated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from stopwise.engines import HFEngine, SamplingSettings
+from stopwise.evaluation.metrics import summarize
+from stopwise.evaluation.rundir import RunDir
+from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
+
+
+def _controller_config_type():
+    from stopwise.controllers import ControllerConfig
+
+    return ControllerConfig
+
+
+@dataclass
+class EvalConfig:
+    model: str = field(metadata={"help": "Model directory or Hugging Face hub id."})
+    benchmark: str = field(metadata={"help": "Benchmark name (math500, aime24, amc23, olympiadbench, gsm8k) or a JSON/JSONL path."})
+    out: str = field(metadata={"help": "Run directory (created; resumed when it exists)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding benchmarks/*.jsonl (else $STOPWISE_DATA)."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems only."})
+    n_samples: int = field(default=1, metadata={"help": "Samples per problem (pass@k for k <= n)."})
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    batch_size: int = field(default=16, metadata={"help": "Sequences generated together."})
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected from the tokenizer)."})
+    controller: object = field(default=None, metadata={"help": "Stopping controller settings (ControllerConfig)."})
+    record_stop_ranks: bool = field(default=False, metadata={"help": "Record the rank of the delimiter at each thinking step."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+    overwrite: bool = field(default=False, metadata={"help": "Discard a previous run in the same directory."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self):
+        if self.controller is None:
+            self.controller = _controller_config_type()()
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        self.sampling.validate()
+        self.controller.validate()
+
+    def identity(self) -> dict:
+        """The settings that define the samples; limit, n_samples and batch size may change
+        between resumed calls (more problems or samples are then added)."""
+        return {
+            "model": self.model,
+            "benchmark": self.benchmark,
+            "sampling": asdict(self.sampling),
+            "prompt": asdict(self.prompt),
+            "eot": self.eot,
+            "controller": self.controller.to_dict(),
+            "record_stop_ranks": self.record_stop_ranks,
+            "dtype": self.dtype,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            **self.identity(),
+            "out": self.out,
+            "data_dir": self.data_dir,
+            "limit": self.limit,
+            "n_samples": self.n_samples,
+            "batch_size": self.batch_size,
+        }
+
+
+def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float, max_new_tokens: int) -> dict:
+    ids = gen.completion_ids
+    body = ids[:-1] if gen.hit_eos else ids
+    thinking, answer, eot_emitted = fmt.split(body)
+    hit_cap = not gen.hit_eos and len(ids) >= max_new_tokens
+    record = {
+        "problem_id": problem.id,
+        "sample_index": index,
+        "level": level,
+        "completion": tokenizer.decode(body, skip_special_tokens=False),
+        "n_tokens": len(ids),
+        "n_thinking_tokens": len(thinking),
+        "n_answer_tokens": len(answer) + (1 if gen.hit_eos and eot_emitted else 0),
+        "eot_emitted": eot_emitted,
+        "truncated": hit_cap and not eot_emitted,
+        "hit_cap": hit_cap,
+        "gold": problem.answer,
+        "seconds": seconds,
+    }
+    if gen.stop_ranks is not None:
+        record["stop_ranks"] = gen.stop_ranks
+    return record
+
+
+def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
+    """Run (or resume) one evaluation; `loaded` = (model, tokenizer) skips loading again."""
+    from stopwise.benchmarks import load_benchmark
+    from stopwise.controllers import StopRankRecorder, make_controller
+    from stopwise.grading import answer_phase, extract_answer, grade_many
+    from stopwise.models import load_model_and_tokenizer
+    from stopwise.thinking import detect_thinking_format
+
+    problems = load_benchmark(config.benchmark, data_dir=config.data_dir, limit=config.limit)
+    model, tokenizer = loaded or load_model_and_tokenizer(config.model, dtype=config.dtype)
+    require_chat_template(tokenizer, config.model)
+    fmt = detect_thinking_format(tokenizer, config.eot)
+    make_controller(config.controller, tokenizer, fmt)  # invalid settings fail here, not mid-run
+    engine = HFEngine(model, tokenizer)
+
+    run = RunDir(config.out)
+    done = {(s["problem_id"], s["sample_index"]) for s in run.open(config.identity(), config.to_dict(), config.overwrite)}
+    level = config.prompt.level
+    prompts = {p.id: build_prompt(tokenizer, p.problem, fmt, config.prompt) for p in problems}
+    todo = [(p, i) for p in problems for i in range(config.n_samples) if (p.id, i) not in done]
+    # Similar lengths together: less padding, and a batch's sequences finish at similar times.
+    todo.sort(key=lambda unit: len(prompts[unit[0].id]))
+
+    bar = tqdm(total=len(problems) * config.n_samples, initial=len(problems) * config.n_samples - len(todo),
+               desc=f"eval {Path(config.out).name}", unit="sample", disable=not config.progress)
+    import torch
+
+    for start in range(0, len(todo), config.batch_size):
+        batch = todo[start : start + config.batch_size]
+        torch.manual_seed(config.sampling.seed + start)
+        t0 = time.perf_counter()
+        gens = engine.generate(
+            [prompts[p.id] for p, _ in batch],
+            config.sampling,
+            controller_factory=lambda: make_controller(config.controller, tokenizer, fmt),
+            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids)) if config.record_stop_ranks else None,
+        )
+        seconds = (time.perf_counter() - t0) / len(batch)
+        records = [
+            make_record(p, i, g, fmt, tokenizer, level, seconds, config.sampling.max_new_tokens)
+            for (p, i), g in zip(batch, gens)
+        ]
+        verdicts = grade_many([r["completion"] for r in records], [r["gold"] for r in records], eot=fmt.eot)
+        for r, ok in zip(records, verdicts):
+            r["prediction"] = extract_answer(answer_phase(r["completion"], fmt.eot))
+            r["correct"] = bool(ok)
+        run.append(records)
+        bar.update(len(batch))
+    bar.close()
+    return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict())
+
+
+def write_summary(run: RunDir, problems, n_samples: int, eot: str, config: dict) -> dict:
+    wanted = {p.id for p in problems}
+    samples = [s for s in run.samples() if s["problem_id"] in wanted and s["sample_index"] < n_samples]
+    summary = summarize(samples, eot=eot)
+    summary.update({
+        "model": config["model"],
+        "benchmark": config["benchmark"],
+        "level": config["prompt"].get("level"),
+        "controller": config["controller"],
+        "sampling": config["sampling"],
+        "eot": eot,
+    })
+    run.write_summary(summary)
+    return summary
