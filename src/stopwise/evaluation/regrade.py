@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import json
 
 from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
 
 
-def regrade_run(run_dir: str) -> dict:
-    from stopwise.grading import answer_phase, extract_answer, grade_many
-
-    run = RunDir(run_dir)
-    config = run.config()
-    samples = run.samples()
-    if not samples:
-        raise ValueError(f"{run.samples_path} has no samples to grade")
-    eot = json_eot(run)
-    verdicts = grade_many([s["completion"] for s in samples], [s["gold"] for s in samples], eot=eot)
-    for s, ok in zip(samples, verdicts):
-        s["prediction"] = extract_answer(answer_phase(s["completion"], eot))
-        s["correct"] = bool(ok)
-    run._rewrite_clean(samples)
-    summary = {**_old_summary(run), **summarize(samples, eot=eot)}
-    summary.setdefault("model", config.get("model"))
-    run.write_summary(summary)
-    return summary
-
-
-def json_eot(run: RunDir) -> str:
-    import json
-
+def run_eot(run: RunDir) -> str:
+    """The delimiter the run was graded with (the summary records the detected one)."""
     if run.summary_path.exists():
         eot = json.loads(run.summary_path.read_text()).get("eot")
         if eot:
@@ -38,7 +17,18 @@ def json_eot(run: RunDir) -> str:
     return run.config().get("eot") or "</think>"
 
 
-def _old_summary(run: RunDir) -> dict:
-    import json
+def regrade_run(run_dir: str) -> dict:
+    from stopwise.grading import grade_samples
 
-    return json.loads(run.summary_path.read_text()) if os.path.exists(run.summary_path) else {}
+    run = RunDir(run_dir)
+    run.config()  # a clear error when this is not a run directory
+    samples = run.samples()
+    if not samples:
+        raise ValueError(f"{run.samples_path} has no samples to grade")
+    eot = run_eot(run)
+    samples = grade_samples(samples, eot=eot)
+    run.rewrite(samples)
+    old = json.loads(run.summary_path.read_text()) if run.summary_path.exists() else {}
+    summary = {**old, **summarize(samples, eot=eot)}
+    run.write_summary(summary)
+    return summary

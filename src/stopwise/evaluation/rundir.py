@@ -63,11 +63,11 @@ class RunDir:
                 p.unlink(missing_ok=True)
         write_json(self.config_path, {**config, "identity": identity})
         samples = read_samples(self.samples_path)
-        self._rewrite_clean(samples)
+        self.rewrite(samples)
         return samples
 
-    def _rewrite_clean(self, samples: list[dict]) -> None:
-        # Drop a torn tail so that appends start on a fresh line.
+    def rewrite(self, samples: list[dict]) -> None:
+        """Replace samples.jsonl atomically (also drops a torn tail before appending)."""
         if self.samples_path.exists():
             tmp = self.samples_path.with_suffix(".jsonl.tmp")
             with tmp.open("w") as f:

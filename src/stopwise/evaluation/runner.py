@@ -106,7 +106,7 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
     """Run (or resume) one evaluation; `loaded` = (model, tokenizer) skips loading again."""
     from stopwise.benchmarks import load_benchmark
     from stopwise.controllers import StopRankRecorder, make_controller
-    from stopwise.grading import answer_phase, extract_answer, grade_many
+    from stopwise.grading import grade_samples
     from stopwise.models import load_model_and_tokenizer
     from stopwise.thinking import detect_thinking_format
 
@@ -144,11 +144,7 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
             make_record(p, i, g, fmt, tokenizer, level, seconds, config.sampling.max_new_tokens)
             for (p, i), g in zip(batch, gens)
         ]
-        verdicts = grade_many([r["completion"] for r in records], [r["gold"] for r in records], eot=fmt.eot)
-        for r, ok in zip(records, verdicts):
-            r["prediction"] = extract_answer(answer_phase(r["completion"], fmt.eot))
-            r["correct"] = bool(ok)
-        run.append(records)
+        run.append(grade_samples(records, eot=fmt.eot))
         bar.update(len(batch))
     bar.close()
     return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict())
