@@ -66,6 +66,12 @@ def encode_delimiter(tokenizer, text: str) -> tuple[int, ...]:
             f"the tokenizer cannot encode the end-of-thinking delimiter {text!r} "
             f"(got ids {ids}); pass one it knows with --eot"
         )
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None and eos in ids:
+        raise DelimiterError(
+            f"the end-of-thinking delimiter {text!r} contains the EOS token: generation would "
+            "end there; pass another with --eot"
+        )
     decoded = tokenizer.decode(ids, skip_special_tokens=False)
     if decoded.strip() != text.strip():
         raise DelimiterError(
