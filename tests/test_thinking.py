@@ -3,7 +3,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from stopwise.prompts import PromptConfig, build_prompt
-from stopwise.thinking import DelimiterError, ThinkingFormat, detect_thinking_format, find_subsequence
+from stopwise.thinking import (
+    DelimiterError,
+    ThinkingFormat,
+    detect_thinking_format,
+    find_subsequence,
+)
 
 
 def word_tokenizer(words):
