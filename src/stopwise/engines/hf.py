@@ -96,13 +96,14 @@ class HFEngine:
         enc = {k: v.to(self.model.device) for k, v in enc.items()}
         controller = controller_factory() if controller_factory else None
         recorder = recorder_factory() if recorder_factory else None
+        # Our processors do the warping; generate's own must stay neutral (its top_k
+        # defaults to 50). Under greedy decoding it takes no sampling flags at all.
+        neutral = {} if settings.greedy else {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
         out = self.model.generate(
             **enc,
             max_new_tokens=settings.max_new_tokens,
             do_sample=not settings.greedy,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
+            **neutral,
             logits_processor=self.processors(settings, controller, recorder),
             eos_token_id=self.eos,
             pad_token_id=self.pad_id,
