@@ -1,0 +1,560 @@
+"""TLDR training: GRPO (TRL `GRPOTrainer`) with the length-regularised reward and level prompts.
+
+`run_tldr(config)` works the same in one process and under `accelerate launch` (DDP or
+DeepSpeed, see recipes/accelerate/), with HF generation or vLLM (`use_vllm`, colocated):
+
+1. the tokenizer must have a chat template (else `ChatTemplateError`); the thinking format is
+   detected from it (or `eot`);
+2. prompts: `build_tldr_dataset` (problem + instruction + level instruction, rendered as eval
+   renders them, thinking opened), columns `prompt`, `answer`, `level`, `problem_id`, `problem`;
+3. reward: `LengthPenalizedReward` (`c - lambda_l * min(L, L_max) / L_max`, or the budget form);
+   the columns it reads are checked before training;
+4. per-level metrics (`accuracy/<level>`, `tokens/<level>`, `truncated/<level>`,
+   `reward/<level>`, `.../all`) go through TRL's `log_metric` into every log entry
+   (trainer_state.json `log_history`), and one line per log is appended to `tldr_log.jsonl`;
+5. checkpoints every `save_steps` in `out/checkpoint-N`; a rerun with the same `out` resumes from
+   the newest one (`resume`); the final model and tokenizer are saved in `out` itself, with
+   `tldr_config.yaml` and `tldr_summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
+from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
+from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")
+VLLM_MODES = ("colocate", "server")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# GRPOConfig fields run_tldr sets itself: not allowed in `grpo_args`.
+_MANAGED = {
+    "output_dir", "num_generations", "max_completion_length", "beta", "learning_rate",
+    "loss_type", "scale_rewards", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "temperature", "top_p", "use_vllm", "vllm_mode",
+    "vllm_gpu_memory_utilization", "seed", "save_steps", "save_total_limit", "save_strategy",
+    "logging_steps", "bf16", "fp16", "use_cpu", "gradient_checkpointing", "report_to",
+    "log_completions", "model_init_kwargs", "remove_unused_columns", "lr_scheduler_type",
+    "warmup_steps", "reward_weights", "mask_truncated_completions", "max_grad_norm",
+}
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (dict, list)):
+        value = default
+        return field(default_factory=lambda: json.loads(json.dumps(value)), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TLDRConfig:
+    """Everything one TLDR run needs; a YAML recipe holds the same keys (`load_recipe`)."""
+
+    # --- what to train, on what, where
+    model: str = _f("", "Policy to train: a local model directory (e.g. the SFT output) or a hub id.")
+    data: str = _f("", "Training problems: a JSONL/JSON file (problem|question, answer fields: "
+                   "MATH train, GSM8K train, the demo world's problems) or a benchmark name.")
+    out: str = _f("", "Output directory: checkpoints (checkpoint-N), then the final model and tokenizer.")
+    data_dir: str | None = _f(None, "Data folder for benchmark names (stopwise.benchmarks).")
+    limit: int | None = _f(None, "Use only the first N problems.")
+    # --- prompts and levels
+    levels: list[str] = _f(list(LEVELS), "Length levels to train; one level = every prompt at it.")
+    level_sampling: str = _f("uniform", "How prompts get levels: uniform (one random level per "
+                             "problem, seeded), balanced (equal counts), all (each problem at each level).")
+    level_instructions: dict[str, str] = _f(dict(DEFAULT_LEVEL_INSTRUCTIONS),
+                                            "Instruction sentence of each level (user turn).")
+    instruction: str = _f(DEFAULT_INSTRUCTION, "Sentence appended to every problem.")
+    system_prompt: str | None = _f(None, "System message; none when unset.")
+    eot: str | None = _f(None, "End-of-thinking delimiter; detected from the tokenizer when unset.")
+    prompt_format: str = _f("text", "text: prompts rendered with the chat template and thinking "
+                            "opened (exactly eval's prompt); conversational: messages (only when the "
+                            "template opens thinking itself).")
+    # --- reward
+    level_weights: dict[str, float] = _f(dict(DEFAULT_LEVEL_WEIGHTS),
+                                         "Length penalty weight lambda_l of each level.")
+    reward_form: str = _f("linear", "linear: c - lambda_l*min(L,L_max)/L_max; "
+                          "budget: c - lambda_l*max(0,L-B_l)/B_l.")
+    budgets: dict[str, int] | None = _f(None, "Token budget B_l of each level (budget form only).")
+    # --- GRPO
+    num_generations: int = _f(8, "Group size G: completions sampled per prompt.")
+    max_completion_length: int = _f(512, "Generation cap L_max in tokens (also the reward's L_max).")
+    per_device_batch_size: int = _f(8, "Completions per device per micro-step (TRL's "
+                                    "per_device_train_batch_size). Prompts per optimizer step = "
+                                    "this * processes * gradient_accumulation_steps / num_generations.")
+    gradient_accumulation_steps: int = _f(1, "Micro-steps per optimizer step (one generation per step).")
+    beta: float = _f(0.0, "KL coefficient against the initial model; 0 loads no reference model.")
+    learning_rate: float = _f(1e-6, "AdamW learning rate.")
+    lr_scheduler_type: str = _f("constant", "Learning-rate schedule (transformers names).")
+    warmup_steps: float = _f(0, "Warmup: steps, or a fraction of all steps when < 1.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
+    loss_type: str = _f("dapo", "GRPO loss aggregation: dapo (token-level, no length bias), "
+                        "dr_grpo, grpo (per-sequence mean: biased to short correct answers), "
+                        "bnpo, cispo, sapo, luspo, vespo.")
+    scale_rewards: str = _f("group", "Advantage scaling: group, batch or none (Dr. GRPO).")
+    mask_truncated_completions: bool = _f(False, "Drop truncated completions from the loss "
+                                          "(off: TLDR penalises them through the reward).")
+    max_steps: int = _f(-1, "Optimizer steps; -1 = train for num_train_epochs.")
+    num_train_epochs: float = _f(1.0, "Epochs over the prompts when max_steps is -1.")
+    temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
+    top_p: float = _f(1.0, "Nucleus sampling mass of the rollouts.")
+    # --- generation backend
+    use_vllm: bool = _f(False, "Generate with vLLM (needs vllm and a GPU).")
+    vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: trl vllm-serve.")
+    vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of colocated vLLM.")
+    # --- precision and memory
+    dtype: str = _f("float32", "Weights dtype when loading: auto, float32, bfloat16, float16.")
+    bf16: bool | None = _f(None, "bf16 mixed precision; unset = on when a bf16 GPU is present.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    # --- bookkeeping
+    seed: int = _f(0, "Seed of the level draw, shuffling and sampling.")
+    save_steps: int = _f(50, "Save a checkpoint every N optimizer steps.")
+    save_total_limit: int | None = _f(2, "Keep at most N checkpoints (None = all).")
+    logging_steps: int = _f(1, "Log (progress, reward, per-level metrics) every N steps.")
+    resume: bool = _f(True, "Resume from the newest checkpoint in `out` when there is one.")
+    report_to: str | list[str] = _f("none", "Trackers for transformers (none, wandb, tensorboard, ...).")
+    log_completions: bool = _f(False, "Have TRL print/save sample completions at each log.")
+    progress: bool = _f(True, "Print one line per log with reward and per-level metrics.")
+    grpo_args: dict[str, Any] = _f({}, "Other GRPOConfig / TrainingArguments fields, passed as is.")
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        _types(self)
+        for name in ("model", "data", "out"):
+            if not getattr(self, name):
+                raise ValueError(f"TLDRConfig.{name} is required")
+        if not self.levels:
+            raise ValueError("levels must name at least one level")
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"duplicate levels: {self.levels}")
+        for level in self.levels:
+            if level not in self.level_instructions:
+                raise ValueError(
+                    f"unknown level {level!r}: no instruction for it in level_instructions "
+                    f"(has {', '.join(self.level_instructions)})"
+                )
+        _choice("level_sampling", self.level_sampling, LEVEL_SAMPLING)
+        _choice("prompt_format", self.prompt_format, PROMPT_FORMATS)
+        _choice("reward_form", self.reward_form, FORMS)
+        _choice("loss_type", self.loss_type, LOSS_TYPES)
+        _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        _choice("vllm_mode", self.vllm_mode, VLLM_MODES)
+        _choice("dtype", self.dtype, DTYPES)
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO compares a group), got {self.num_generations}")
+        for name in ("max_completion_length", "per_device_batch_size", "gradient_accumulation_steps",
+                     "save_steps", "logging_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"limit must be > 0, got {self.limit}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be > 0 or -1, got {self.max_steps}")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ValueError("with max_steps -1, num_train_epochs must be > 0")
+        if self.beta < 0 or not math.isfinite(self.beta):
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for GRPO sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.save_total_limit is not None and self.save_total_limit <= 0:
+            raise ValueError("save_total_limit must be > 0 or None")
+        # Unknown names / missing levels / bad weights and budgets: the reward's own checks.
+        self.make_reward(eos_token_ids=[0])
+        _check_grpo_args(self.grpo_args)
+
+    # ------------------------------------------------------------ builders
+    def prompt_config(self):
+        from stopwise.prompts import PromptConfig
+
+        return PromptConfig(
+            system_prompt=self.system_prompt,
+            instruction=self.instruction,
+            level_instructions=dict(self.level_instructions),
+        )
+
+    def make_reward(self, eos_token_ids=None, eot: str | None = None, grader=None, tokenizer=None):
+        """The run's LengthPenalizedReward (also the check of weights, budgets and form)."""
+        from stopwise.rewards import LengthPenalizedReward
+
+        if not isinstance(self.level_weights, dict) or not self.level_weights:
+            raise ValueError("level_weights must map each level to its penalty weight")
+        unknown = [lv for lv in self.level_weights if lv not in self.level_instructions]
+        if unknown:
+            raise ValueError(
+                f"unknown level(s) {', '.join(map(repr, unknown))} in level_weights; levels with "
+                f"an instruction: {', '.join(self.level_instructions)}"
+            )
+        missing = [lv for lv in self.levels if lv not in self.level_weights]
+        if missing:
+            raise ValueError(f"no level_weights entry for trained level(s) {', '.join(missing)}")
+        return LengthPenalizedReward(
+            self.max_completion_length,
+            weights=dict(self.level_weights),
+            budgets=dict(self.budgets) if self.budgets is not None else None,
+            form=self.reward_form,
+            levels=list(self.level_weights),
+            eot=eot if eot is not None else (self.eot or "</think>"),
+            eos_token_ids=eos_token_ids,
+            grader=grader,
+            tokenizer=tokenizer,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _expected(annotation: str) -> tuple[tuple[type, ...], bool]:
+    """Python types allowed by a field annotation string, and whether None is allowed."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    kinds: list[type] = []
+    for p in parts:
+        base = p.split("[", 1)[0]
+        kinds += {"str": [str], "int": [int], "float": [float, int], "bool": [bool],
+                  "dict": [dict], "list": [list], "Any": [object]}.get(base, [])
+    return tuple(kinds), optional
+
+
+def _types(config: TLDRConfig) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kinds, optional = _expected(str(f.type))
+        if value is None:
+            if optional:
+                continue
+            raise ValueError(f"{f.name} must not be empty (null)")
+        ok = isinstance(value, kinds)
+        if ok and isinstance(value, bool) and bool not in kinds:
+            ok = False  # True is an int to Python, not to a recipe
+        if not ok:
+            want = " or ".join(k.__name__ for k in kinds) + (" or null" if optional else "")
+            raise ValueError(f"{f.name} must be {want}, got {type(value).__name__} {value!r}")
+        if f.name == "levels" and not all(isinstance(v, str) for v in value):
+            raise ValueError(f"levels must be a list of names, got {value!r}")
+        if f.name == "level_instructions" and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError("level_instructions must map level names to sentences")
+
+
+def _check_grpo_args(extra: dict) -> None:
+    if not extra:
+        return
+    from trl import GRPOConfig
+
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for key in extra:
+        if key in _MANAGED:
+            raise ValueError(f"grpo_args.{key} is set by a TLDRConfig field; set that field instead")
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ValueError(
+                f"grpo_args.{key} is not a GRPOConfig field" + (f" (did you mean {hint[0]}?)" if hint else "")
+            )
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def load_recipe(path: str | Path, overrides: dict | None = None) -> TLDRConfig:
+    """A TLDRConfig from a YAML recipe (keys = TLDRConfig fields); unknown keys and bad values
+    are errors naming the key. `overrides` (e.g. from `--set key=value`) win over the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe {path} must be a mapping of TLDRConfig keys")
+    data.update(overrides or {})
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
+    known = {f.name for f in dataclasses.fields(TLDRConfig)}
+    for key in data:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            raise ValueError(
+                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + "; see TLDRConfig for the keys"
+            )
+    data = dict(data)
+    for key in ("learning_rate", "beta", "temperature", "top_p", "num_train_epochs",
+                "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps"):
+        # YAML reads 1e-6 as a string (no dot); accept numbers written that way.
+        if isinstance(data.get(key), str):
+            try:
+                data[key] = float(data[key])
+            except ValueError:
+                raise ValueError(f"{source}: {key} must be a number, got {data[key]!r}") from None
+    try:
+        return TLDRConfig(**data)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` strings (value parsed as YAML) into a dict."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+# ---------------------------------------------------------------- training
+
+
+def _eos_ids(model_path: str, tokenizer) -> list[int]:
+    ids: list[int] = []
+    try:
+        from transformers import GenerationConfig
+
+        gen = GenerationConfig.from_pretrained(model_path)
+        eos = gen.eos_token_id
+        ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    except Exception:  # noqa: BLE001 - no generation_config.json: the tokenizer's EOS is enough
+        pass
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.insert(0, tokenizer.eos_token_id)
+    return ids
+
+
+def make_grpo_config(config: TLDRConfig):
+    """The TRL GRPOConfig of a TLDR run (CPU: fp32, no bf16; GPU: bf16 when supported)."""
+    import torch
+    from trl import GRPOConfig
+
+    cuda = torch.cuda.is_available()
+    bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    if bf16 and not cuda:
+        raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
+    kwargs = dict(
+        output_dir=config.out,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        beta=config.beta,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        mask_truncated_completions=config.mask_truncated_completions,
+        max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        bf16=bool(bf16),
+        fp16=False,
+        use_cpu=not cuda,
+        gradient_checkpointing=config.gradient_checkpointing,
+        report_to=config.report_to,
+        log_completions=config.log_completions,
+        model_init_kwargs={"dtype": config.dtype},
+        remove_unused_columns=False,
+    )
+    kwargs.update(config.grpo_args)
+    return GRPOConfig(**kwargs)
+
+
+def _progress_callback(config: TLDRConfig, out: Path):
+    from transformers import TrainerCallback
+
+    levels = list(config.levels)
+
+    class TLDRLogCallback(TrainerCallback):
+        """Appends every log entry to `tldr_log.jsonl` and prints a one-line progress summary."""
+
+        def __init__(self):
+            self.start = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            entry = {"step": state.global_step, **logs}
+            with open(out / "tldr_log.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, default=float) + "\n")
+            if not config.progress or "reward" not in logs:
+                return
+            parts = [f"[tldr] step {state.global_step}/{state.max_steps}",
+                     f"{time.time() - self.start:.0f}s", f"reward {logs['reward']:.3f}"]
+            for level in levels:
+                acc, tok = logs.get(f"accuracy/{level}"), logs.get(f"tokens/{level}")
+                if acc is not None and tok is not None:
+                    parts.append(f"{level}: acc {acc:.2f} tok {tok:.0f}")
+            print(" | ".join(parts), file=sys.stderr, flush=True)
+
+    return TLDRLogCallback()
+
+
+def summarize_log_history(log_history: list[dict], levels: list[str]) -> dict:
+    """Per level: first, last and mean logged accuracy / tokens / truncation / reward."""
+    summary: dict[str, dict] = {}
+    for level in [*levels, "all"]:
+        per: dict[str, dict] = {}
+        for metric in ("accuracy", "tokens", "truncated", "reward"):
+            values = [e[f"{metric}/{level}"] for e in log_history
+                      if e.get(f"{metric}/{level}") is not None]
+            if values:
+                per[metric] = {"first": values[0], "last": values[-1],
+                               "mean": sum(values) / len(values), "n_logs": len(values)}
+        if per:
+            summary[level] = per
+    return summary
+
+
+def find_checkpoint(out: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `out` that holds a trainer state, or None."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    candidates = []
+    for path in out.glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if suffix.isdigit() and (path / "trainer_state.json").exists():
+            candidates.append((int(suffix), path))
+    return str(max(candidates)[1]) if candidates else None
+
+
+def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -> dict:
+    """Train, save, and return a summary (also written to `out/tldr_summary.json`).
+
+    `dataset` replaces the prompts built from `config.data` (a `datasets.Dataset` with at least
+    `prompt`, `answer` and `level`; checked before training). `grader` replaces
+    `stopwise.grading.grade_many` (a callable `(texts, golds, eot) -> bools`).
+    """
+    import yaml
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    from stopwise.prompts import require_chat_template
+    from stopwise.rewards import MissingColumnError, check_reward_columns
+    from stopwise.thinking import detect_thinking_format
+    from stopwise.tldr.data import build_tldr_dataset, level_counts
+
+    config.validate()
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ImportError("use_vllm needs vLLM (pip install vllm) and a GPU; or set use_vllm: false")
+    out = Path(config.out)
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    require_chat_template(tokenizer, config.model)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fmt = detect_thinking_format(tokenizer, config.eot)
+
+    dataset = dataset if dataset is not None else build_tldr_dataset(
+        config.data, tokenizer, prompt_config=config.prompt_config(), levels=config.levels,
+        level_sampling=config.level_sampling, seed=config.seed, fmt=fmt,
+        prompt_format=config.prompt_format, data_dir=config.data_dir, limit=config.limit,
+    )
+    # TRL decodes completions without special tokens: when the delimiter holds one (s1's
+    # "<|im_start|>answer"), the reward decodes the ids itself, keeping them.
+    special_eot = bool(set(fmt.eot_ids) & set(tokenizer.all_special_ids))
+    reward = config.make_reward(eos_token_ids=_eos_ids(config.model, tokenizer), eot=fmt.eot,
+                                grader=grader, tokenizer=tokenizer if special_eot else None)
+    if "prompt" not in dataset.column_names:
+        raise MissingColumnError(f"the training data has no 'prompt' column (columns: {dataset.column_names})")
+    check_reward_columns([reward], dataset.column_names)
+
+    args = make_grpo_config(config)
+    trainer = GRPOTrainer(
+        model=config.model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[_progress_callback(config, out), *(callbacks or [])],
+    )
+    # The trainer knows every id that ends a completion (model and tokenizer EOS): use the same.
+    if getattr(trainer, "eos_token_ids", None):
+        reward.correctness.eos_token_ids = tuple(int(i) for i in trainer.eos_token_ids)
+
+    checkpoint = find_checkpoint(out) if config.resume else None
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tldr_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        print(f"[tldr] {len(dataset)} prompts {level_counts(dataset)}; reward {reward!r}; "
+              + (f"resuming from {checkpoint}" if checkpoint else "starting"), file=sys.stderr)
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.time() - start
+    trainer.save_model(str(out))
+    summary = {
+        "model": str(out),
+        "global_step": trainer.state.global_step,
+        "train_seconds": seconds,
+        "train_loss": result.training_loss,
+        "resumed_from": checkpoint,
+        "levels": summarize_log_history(trainer.state.log_history, list(config.levels)),
+    }
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(out))
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        (out / "tldr_summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stopwise.tldr RECIPE [--set key=value ...]` (also under `accelerate launch`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stopwise.tldr", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="YAML recipe (keys: TLDRConfig fields)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key (value parsed as YAML); repeatable")
+    args = parser.parse_args(argv)
+    config = load_recipe(args.recipe, parse_overrides(args.overrides))
+    summary = run_tldr(config)
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, not one per process
+        print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, default=float))
+    return 0
