@@ -5,6 +5,7 @@
     stopwise sweep    one run per controller value -> sweep.json, pareto.png
     stopwise analyze  stop analysis of a run -> analysis.json, plots
     stopwise plot     several sweeps on one Pareto plot
+    stopwise tldr     length-regularised GRPO with short / medium / long levels
 """
 
 from __future__ import annotations
@@ -138,6 +139,35 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def recipe_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", help=f"YAML recipe ({what} fields); flags below override it")
+    p.add_argument("--model", help="model directory or hub id")
+    p.add_argument("--data", help="training data")
+    p.add_argument("--out", help="output directory (resumed when it holds a checkpoint)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe key (value parsed as YAML); repeatable")
+
+
+def recipe_overrides(args) -> dict:
+    from stopwise.tldr.train import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    for key in ("model", "data", "out"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    return overrides
+
+
+def cmd_tldr(args) -> int:
+    from stopwise.tldr.train import config_from_dict, load_recipe, run_tldr
+
+    overrides = recipe_overrides(args)
+    config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+    summary = run_tldr(config)
+    print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stopwise", description="Make small reasoning models token-efficient.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep_dirs", nargs="+")
     p.add_argument("--out", default="pareto.png", help="output PNG")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
+    recipe_args(p, "TLDRConfig")
+    p.set_defaults(func=cmd_tldr)
     return parser
 
 
