@@ -98,7 +98,8 @@ class HFEngine:
         recorder = recorder_factory() if recorder_factory else None
         # Our processors do the warping; generate's own must stay neutral (its top_k
         # defaults to 50). Under greedy decoding it takes no sampling flags at all.
-        neutral = {} if settings.greedy else {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+        neutral = {} if settings.greedy else {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": None,
+                                              "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
         out = self.model.generate(
             **enc,
             max_new_tokens=settings.max_new_tokens,
@@ -106,6 +107,7 @@ class HFEngine:
             **neutral,
             logits_processor=self.processors(settings, controller, recorder),
             eos_token_id=self.eos,
+            repetition_penalty=1.0,  # a model default here would act before the controller
             pad_token_id=self.pad_id,
         )
         new = out[:, enc["input_ids"].shape[1] :].tolist()

@@ -114,8 +114,13 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
     model, tokenizer = loaded or load_model_and_tokenizer(config.model, dtype=config.dtype)
     require_chat_template(tokenizer, config.model)
     fmt = detect_thinking_format(tokenizer, config.eot)
-    make_controller(config.controller, tokenizer, fmt)  # invalid settings fail here, not mid-run
     engine = HFEngine(model, tokenizer)
+
+    def new_controller():
+        return make_controller(config.controller, tokenizer, fmt, do_sample=not config.sampling.greedy,
+                               eos_token_ids=engine.eos)
+
+    new_controller()  # invalid settings fail here, not mid-run
 
     run = RunDir(config.out)
     done = {(s["problem_id"], s["sample_index"]) for s in run.open(config.identity(), config.to_dict(), config.overwrite)}
@@ -136,8 +141,8 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
         gens = engine.generate(
             [prompts[p.id] for p, _ in batch],
             config.sampling,
-            controller_factory=lambda: make_controller(config.controller, tokenizer, fmt),
-            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids)) if config.record_stop_ranks else None,
+            controller_factory=new_controller,
+            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos)) if config.record_stop_ranks else None,
         )
         seconds = (time.perf_counter() - t0) / len(batch)
         records = [

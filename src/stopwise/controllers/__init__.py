@@ -1,0 +1,60 @@
+"""Stopping controllers: act on the end of the thinking phase at decoding time (SPEC, Intervention).
+
+- `core`: engine-agnostic per-sequence state machine (`StopPolicy`, `SequenceState`,
+  `ts_log_probs`, `RequestController` for per-request engines such as vLLM). Semantics there.
+- `hf`: HF `generate` batch `LogitsProcessor`s: `TemperatureScaling`, `BudgetForcing`,
+  `StopRankRecorder` (observer). One instance per generate call (or `reset()`).
+- `config`: `ControllerConfig` and `make_controller(config, tokenizer, fmt)`.
+
+Where they go in HF `generate` (transformers 5.23, `GenerationMixin._get_logits_processor`):
+generate's own non-warper processors (repetition penalty, no-repeat-ngram, bad words, min length,
+suppress tokens, ...) come first, then the `logits_processor` list passed to `generate` in the
+given order, then (only with `do_sample=True`) generate's own warpers: temperature, top-h, top-k,
+top-p, min-p, typical, epsilon, eta. A custom processor of the same class as one of generate's
+own non-warpers replaces it in place. So pass `[temperature, recorder?, controller, top-p/top-k]`
+as `logits_processor` and make generate's warpers neutral: `temperature=1.0, top_k=0,
+top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, top_h=None` (top_k
+defaults to 50 when neither the call nor the model's generation_config sets it).
+"""
+
+from stopwise.controllers.config import (
+    CONTROLLER_NAMES,
+    ControllerConfig,
+    default_eos_ids,
+    encode_text,
+    make_controller,
+)
+from stopwise.controllers.core import (
+    S1_ANSWER_PREFIX,
+    S1_IGNORE_STRING,
+    Phase,
+    RequestController,
+    SequenceState,
+    StopPolicy,
+    ts_log_probs,
+)
+from stopwise.controllers.hf import (
+    BudgetForcing,
+    StopControllerProcessor,
+    StopRankRecorder,
+    TemperatureScaling,
+)
+
+__all__ = [
+    "CONTROLLER_NAMES",
+    "S1_ANSWER_PREFIX",
+    "S1_IGNORE_STRING",
+    "BudgetForcing",
+    "ControllerConfig",
+    "Phase",
+    "RequestController",
+    "SequenceState",
+    "StopControllerProcessor",
+    "StopPolicy",
+    "StopRankRecorder",
+    "TemperatureScaling",
+    "default_eos_ids",
+    "encode_text",
+    "make_controller",
+    "ts_log_probs",
+]
