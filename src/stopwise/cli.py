@@ -6,6 +6,7 @@
     stopwise analyze  stop analysis of a run -> analysis.json, plots
     stopwise plot     several sweeps on one Pareto plot
     stopwise tldr     length-regularised GRPO with short / medium / long levels
+    stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ def cmd_tldr(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from stopwise.report import report_from_dirs
+
+    report = report_from_dirs(args.dirs, args.out, reference=args.reference)
+    print(f"wrote {args.out}/report.json, report.md, report.html and {len(report['plots'])} plots")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stopwise", description="Make small reasoning models token-efficient.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")
     p.set_defaults(func=cmd_tldr)
+
+    p = sub.add_parser("report", help="report (JSON, Markdown, HTML, plots) from run and sweep directories")
+    p.add_argument("dirs", nargs="+", help="run directories (summary.json) and sweep directories (sweep.json)")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--reference", help="run label the reductions are measured against (default: the first run)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
