@@ -5,6 +5,7 @@
     stopwise sweep    one run per controller value -> sweep.json, pareto.png
     stopwise analyze  stop analysis of a run -> analysis.json, plots
     stopwise plot     several sweeps on one Pareto plot
+    stopwise sft      SFT distillation (TRL SFTTrainer, assistant-only loss)
     stopwise tldr     length-regularised GRPO with short / medium / long levels
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
 """
@@ -159,6 +160,17 @@ def recipe_overrides(args) -> dict:
     return overrides
 
 
+def cmd_sft(args) -> int:
+    from stopwise.supervision.sft import load_sft_config, run_sft, sft_config_from_dict
+
+    overrides = recipe_overrides(args)
+    if args.quick:
+        overrides["quick"] = True
+    config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
+    print(json.dumps(run_sft(config), indent=2))
+    return 0
+
+
 def cmd_tldr(args) -> int:
     from stopwise.tldr.train import config_from_dict, load_recipe, run_tldr
 
@@ -205,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep_dirs", nargs="+")
     p.add_argument("--out", default="pareto.png", help="output PNG")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("sft", help="SFT distillation through TRL's SFTTrainer (assistant-only loss)")
+    recipe_args(p, "SFTRunConfig")
+    p.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
+    p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")
