@@ -63,11 +63,11 @@ def main() -> None:
     prompts = sorted((build_prompt(tokenizer, p.problem, fmt, PromptConfig()) for p in problems), key=len)
 
     bare, harness = [], []
-    for r in range(args.rounds):
+    for r in range(-1, args.rounds):  # round -1 warms up both sides (kernels, grader pool)
         t0 = time.perf_counter()
         n_bare = bare_loop(model, tokenizer, prompts, args.batch_size, args.max_new_tokens)
         bare.append(n_bare / (time.perf_counter() - t0))
-        config = EvalConfig(model=model_dir, benchmark=args.benchmark, out=str(tmp / f"run{r}"),
+        config = EvalConfig(model=model_dir, benchmark=args.benchmark, out=str(tmp / f"run{r + 1}"),
                             data_dir=args.data_dir, limit=args.problems, batch_size=args.batch_size,
                             sampling=SamplingSettings(temperature=0.0, max_new_tokens=args.max_new_tokens),
                             progress=False)
@@ -75,6 +75,9 @@ def main() -> None:
         summary = run_eval(config, loaded=(model, tokenizer))
         n_harness = round(summary["mean_tokens"] * summary["n_samples"])
         harness.append(n_harness / (time.perf_counter() - t0))
+        if r < 0:
+            bare.pop(), harness.pop()
+            continue
         print(f"round {r}: bare {bare[-1]:.0f} tok/s ({n_bare} tokens), harness {harness[-1]:.0f} tok/s ({n_harness} tokens)")
 
     print(f"generation: harness/bare = {statistics.median(harness) / statistics.median(bare):.3f} "
