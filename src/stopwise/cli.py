@@ -7,6 +7,7 @@
     stopwise plot     several sweeps on one Pareto plot
     stopwise sft      SFT distillation (TRL SFTTrainer, assistant-only loss)
     stopwise tldr     length-regularised GRPO with short / medium / long levels
+    stopwise demo     the whole story on the demo world (CPU, no download)
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
 """
 
@@ -181,6 +182,19 @@ def cmd_tldr(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from stopwise.demo import DemoConfig, run_demo
+
+    config = DemoConfig(quick=args.quick, seed=args.seed, threads=args.threads, progress=not args.no_progress)
+    config.out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    report = run_demo(config)
+    sft, tldr = report["sft"], report["tldr"]
+    print(f"SFT: accuracy {sft['accuracy']:.3f}, mean tokens {sft['mean_tokens']:.1f}")
+    for level, s in tldr.items():
+        print(f"TLDR {level}: accuracy {s['accuracy']:.3f}, mean tokens {s['mean_tokens']:.1f}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from stopwise.report import report_from_dirs
 
@@ -226,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")
     p.set_defaults(func=cmd_tldr)
+
+    p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
+    p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
+    p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in about two minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("report", help="report (JSON, Markdown, HTML, plots) from run and sweep directories")
     p.add_argument("dirs", nargs="+", help="run directories (summary.json) and sweep directories (sweep.json)")
