@@ -1,0 +1,398 @@
+"""SFT distillation through TRL's `SFTTrainer`, with the loss on the assistant turn only.
+
+Works for any causal LM with a chat template: the demo world's student (`model: world-student`,
+built from scratch), SmolLM2-135M, or a 1.5B-7B model on GPUs (see `recipes/sft_*.yaml`).
+A run directory (`out`) holds checkpoints (`checkpoint-N`, every `save_steps`), the final model
+and tokenizer, `sft_run.json` (settings and results) and, for `data: world`, the generated
+`traces.jsonl`. A run that finds a checkpoint in `out` resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
+from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
+from stopwise.thinking import R1_EOT, R1_THINK_START
+
+WORLD_STUDENT = "world-student"
+WORLD_DATA = "world"
+
+
+@dataclass
+class SFTRunConfig:
+    """One SFT run. Defaults are the demo world's (student from scratch, 2 CPU cores)."""
+
+    model: str = field(
+        default=WORLD_STUDENT,
+        metadata={"help": "Model directory or hub id; 'world-student' builds the demo student from scratch."},
+    )
+    data: str = field(
+        default=WORLD_DATA,
+        metadata={"help": "Trace file (JSON/JSONL: chat 'messages' or problem/thinking/answer fields); "
+                  "'world' generates demo-world teacher traces."},
+    )
+    out: str = field(default="runs/sft", metadata={"help": "Run directory: checkpoints, final model, sft_run.json."})
+    epochs: float = field(default=2.0, metadata={"help": "Passes over the data."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by epochs)."})
+    lr: float = field(default=3e-3, metadata={"help": "Peak learning rate."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming up the learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
+    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (longer ones are cut)."})
+    seed: int = field(default=0, metadata={"help": "Seed of training (and of generated world data)."})
+    quick: bool = field(default=False, metadata={"help": "Tiny data and a few steps (tests, smoke runs)."})
+    use_cpu: bool | None = field(default=None, metadata={"help": "Train on the CPU (default: when no GPU is visible)."})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a GPU that supports it, never on CPU)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    save_steps: int = field(default=100, metadata={"help": "Checkpoint every this many steps (resume point after a kill)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
+    logging_steps: int = field(default=10, metadata={"help": "Log the loss every this many steps."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in `out` when there is one."})
+    assistant_only_loss: bool = field(default=True, metadata={"help": "Loss on assistant tokens only (needs {% generation %} markers)."})
+    chat_template: str | None = field(
+        default=None,
+        metadata={"help": "None: the tokenizer's own (TRL patches known templates for assistant-only loss); "
+                  "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
+    world_traces: int = field(default=6000, metadata={"help": "data: world: number of teacher traces generated."})
+    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
+    think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
+    eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter (traces must contain it)."})
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
+    group_by_length: bool = field(default=True, metadata={"help": "Batch traces of similar length together (less padding)."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    student: dict = field(default_factory=dict, metadata={"help": "model: world-student: StudentConfig fields."})
+    model_init_kwargs: dict = field(
+        default_factory=dict,
+        metadata={"help": "Keyword arguments of from_pretrained (e.g. dtype, attn_implementation)."},
+    )
+    trainer_args: dict = field(
+        default_factory=dict,
+        metadata={"help": "Further TRL SFTConfig / transformers TrainingArguments (e.g. fsdp, adam_beta2)."},
+    )
+
+    def __post_init__(self):
+        positive = ("batch_size", "grad_accum", "max_length", "save_steps", "logging_steps", "world_traces")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SFTRunConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"SFTRunConfig.lr must be > 0, got {self.lr}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("SFTRunConfig: set epochs > 0 or max_steps > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"SFTRunConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"SFTRunConfig.limit must be > 0, got {self.limit}")
+        if self.use_cpu and self.bf16:
+            raise ValueError("SFTRunConfig: bf16 is for GPUs; set bf16: false with use_cpu")
+        if not self.model:
+            raise ValueError("SFTRunConfig.model is empty")
+        if not self.data:
+            raise ValueError("SFTRunConfig.data is empty")
+        from stopwise.world.student import StudentConfig
+
+        known = {f.name for f in fields(StudentConfig)}
+        unknown = set(self.student) - known
+        if unknown:
+            raise ValueError(f"SFTRunConfig.student: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+
+
+FLOAT_KEYS = ("epochs", "lr", "warmup_ratio", "weight_decay", "adam_beta2")
+
+
+def sft_config_from_dict(values: dict, source: str = "config") -> SFTRunConfig:
+    """An SFTRunConfig from a mapping; unknown keys and bad values are errors naming the key."""
+    import difflib
+
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping of SFTRunConfig keys")
+    known = {f.name for f in fields(SFTRunConfig)}
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            raise ValueError(
+                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + "; see SFTRunConfig for the keys"
+            )
+    values = dict(values)
+    for key in FLOAT_KEYS:
+        # YAML reads 1e-5 (no dot) as a string; accept numbers written that way.
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = float(values[key])
+            except ValueError:
+                raise ValueError(f"{source}: {key} must be a number, got {values[key]!r}") from None
+    try:
+        return SFTRunConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def load_sft_config(path: str | Path, overrides: dict | None = None) -> SFTRunConfig:
+    """Read a YAML (or JSON) recipe, keys = SFTRunConfig fields, into an SFTRunConfig;
+    `overrides` (e.g. from `--set key=value`) win over the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {path} must be a mapping of SFTRunConfig keys")
+    values.update(overrides or {})
+    return sft_config_from_dict(values, source=str(path))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` strings (value parsed as YAML) into a dict."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stopwise.supervision RECIPE [--set key=value ...]`."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m stopwise.supervision",
+                                     description="SFT (TRL SFTTrainer, assistant-only loss) from a recipe.")
+    parser.add_argument("recipe", help="YAML recipe (keys: SFTRunConfig fields)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key (value parsed as YAML); repeatable")
+    parser.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.quick:
+            overrides["quick"] = True
+        config = load_sft_config(args.recipe, overrides)
+        result = run_sft(config)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"stopwise sft: error: {err}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+    return 0
+
+
+def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
+    if not config.quick:
+        return config
+    values = asdict(config)
+    values.update(
+        world_traces=min(config.world_traces, 48),
+        limit=min(config.limit or 48, 48),
+        max_steps=12 if config.max_steps <= 0 else min(config.max_steps, 12),
+        batch_size=min(config.batch_size, 8),
+        grad_accum=1,
+        logging_steps=1,
+        save_steps=min(config.save_steps, 6),
+        max_length=min(config.max_length, 1024),
+        warmup_ratio=0.0,
+    )
+    return SFTRunConfig(**values)
+
+
+def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
+    prompt = PromptConfig(instruction=config.instruction)
+    fmt = TraceFormat(think_start=config.think_start, eot=config.eot, prompt=prompt)
+    if config.data == WORLD_DATA:
+        from stopwise.world.teacher import TeacherConfig
+        from stopwise.world.teacher import write_traces as write_world_traces
+
+        path = out / "traces.jsonl"
+        if not path.exists():
+            write_world_traces(path, config.world_traces, config.seed, TeacherConfig(prompt=prompt))
+        return load_traces(path, fmt, limit=config.limit)
+    return load_traces(config.data, fmt, limit=config.limit)
+
+
+def _load_model(config: SFTRunConfig, out: Path, on_gpu: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if config.model == WORLD_STUDENT:
+        from stopwise.world.student import StudentConfig, build_student
+
+        path = out / "init"
+        if not (path / "config.json").exists():
+            build_student(path, StudentConfig(**config.student))
+    else:
+        from stopwise.models.loading import looks_like_local_path
+
+        path = config.model
+        if looks_like_local_path(path) and not (Path(path).expanduser() / "config.json").exists():
+            raise FileNotFoundError(f"model path {path} does not exist or has no config.json")
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    kwargs = dict(config.model_init_kwargs)
+    dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", "float32"))
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def _set_chat_template(tokenizer, config: SFTRunConfig) -> None:
+    from stopwise.models.templates import CHAT_TEMPLATE
+
+    if config.chat_template == "chatml":
+        tokenizer.chat_template = CHAT_TEMPLATE
+    elif config.chat_template:
+        path = Path(config.chat_template)
+        if not path.is_file():
+            raise FileNotFoundError(f"chat template {path} does not exist (or use 'chatml')")
+        tokenizer.chat_template = path.read_text()
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"the tokenizer of {config.model} has no chat template; set chat_template: chatml "
+            "(or a .jinja file)"
+        )
+    if config.assistant_only_loss:
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+        if not has_generation_markers(tokenizer.chat_template):
+            try:
+                get_training_chat_template(tokenizer)
+            except ValueError:
+                raise ValueError(
+                    f"the chat template of {config.model} has no {{% generation %}} markers and TRL "
+                    "cannot patch it, so the assistant-only loss cannot be computed; set "
+                    "chat_template: chatml (for ChatML models) or a .jinja file with the markers, "
+                    "or assistant_only_loss: false"
+                ) from None
+
+
+def last_checkpoint(out: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(out)
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: list | None = None):
+    """The SFTTrainer of a run, ready to train, and the traces it trains on.
+
+    `traces` (chat traces, as from `load_traces` or the builders) replace `config.data`.
+    """
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    config = _apply_quick(config)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    on_gpu = torch.cuda.is_available() and not config.use_cpu
+    use_cpu = not on_gpu
+    bf16 = config.bf16 if config.bf16 is not None else (on_gpu and torch.cuda.is_bf16_supported())
+    if bf16 and use_cpu:
+        raise ValueError("bf16 needs a GPU; set bf16: false (or leave it unset) on CPU")
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = TraceFormat(think_start=config.think_start, eot=config.eot,
+                      prompt=PromptConfig(instruction=config.instruction))
+    if traces is not None:
+        data = validate_traces(traces, fmt)
+        if config.limit:
+            data = data[: config.limit]
+        write_traces(out / "traces.jsonl", data)
+    else:
+        data = _load_data(config, out)
+    model, tokenizer = _load_model(config, out, on_gpu)
+    _set_chat_template(tokenizer, config)
+    dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
+
+    args = dict(
+        output_dir=str(out),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.lr,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        adam_beta2=config.adam_beta2,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        max_length=config.max_length,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=use_cpu,
+        bf16=bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        assistant_only_loss=config.assistant_only_loss,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        report_to="none",
+        disable_tqdm=not config.progress,
+        dataloader_pin_memory=on_gpu,
+    )
+    args.update(config.trainer_args)
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**args),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    return trainer, data, config
+
+
+def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[dict] | None = None) -> dict:
+    """Train; save the final model and tokenizer to `config.out`; return a result summary
+    (also written to `<out>/sft_run.json`).
+
+    `traces` (chat traces, as from `load_traces` or the builders) replace `config.data`.
+    Resumes from the last `checkpoint-N` in `out` when `config.resume`.
+    """
+    t0 = time.time()
+    trainer, data, config = prepare(config, traces, callbacks)
+    out = Path(config.out)
+    tokenizer = trainer.processing_class
+    resume_from = last_checkpoint(out) if config.resume else None
+    t_train = time.time()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.time() - t_train
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    if getattr(trainer.model, "generation_config", None) is not None:
+        trainer.model.generation_config.save_pretrained(str(out))
+
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result = {
+        "out": str(out),
+        "n_traces": len(data),
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume_from,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_seconds": round(train_seconds, 2),
+        "total_seconds": round(time.time() - t0, 2),
+        "device": "cpu" if trainer.args.use_cpu else "cuda",
+        "bf16": bool(trainer.args.bf16),
+    }
+    (out / "sft_run.json").write_text(json.dumps({"config": asdict(config), "result": result}, indent=2))
+    return result

@@ -1,0 +1,247 @@
+"""SFT traces: reading, validating and writing chat-format reasoning traces.
+
+A trace file is JSON (a list of records) or JSONL (one record per line). A record is either
+
+- chat: `{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}`
+  whose last (assistant) turn holds the thinking, the end-of-thinking delimiter, then the answer; or
+- fields: a problem (`problem` / `question`), a thinking part (`thinking` / `message_thinking` /
+  `reasoning` / `reasoning_content` / `thinking_trajectories`) and an answer part
+  (`message_content` / `response` / `attempt` / `answer`), as in the R1/Qwen3 trace samples
+  (problem, gtruth_answer, message_thinking, message_content) or s1K (question,
+  thinking_trajectories, attempt). The user turn is built with `stopwise.prompts.user_message`,
+  the assistant turn as `<think>\\n{thinking}\\n</think>\\n\\n{answer}`.
+
+A record without a problem, a thinking part or an answer is a `TraceError` naming the file and
+the line (JSONL) or the record and its line (JSON list).
+Every loaded trace is a dict with `messages` and, when known, `id`, `problem`, `answer` (gold).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stopwise.prompts import PromptConfig, user_message
+from stopwise.thinking import R1_EOT, R1_THINK_START
+
+PROBLEM_KEYS = ("problem", "question")
+THINKING_KEYS = ("thinking", "message_thinking", "reasoning", "reasoning_content", "thinking_trajectories")
+ANSWER_TEXT_KEYS = ("message_content", "response", "attempt", "answer")
+GOLD_KEYS = ("gtruth_answer", "gold", "answer", "final_answer")
+ROLES = ("system", "user", "assistant")
+
+
+class TraceError(ValueError):
+    """A trace file or record that cannot be used for SFT; the message names file and line."""
+
+
+@dataclass
+class TraceFormat:
+    """How field records become chat traces, and what a valid assistant turn must contain."""
+
+    think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase."})
+    eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter."})
+    prompt: PromptConfig = field(
+        default_factory=PromptConfig, metadata={"help": "User turn of field records (instruction, level)."}
+    )
+    require_thinking: bool = field(
+        default=True,
+        metadata={"help": "An assistant turn must hold a thinking part, the delimiter and an answer."},
+    )
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value)
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    return value if value.strip() else None
+
+
+def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    for k in keys:
+        v = _text(record.get(k))
+        if v is not None:
+            return k, v
+    return None, None
+
+
+def assistant_content(thinking: str, answer: str, fmt: TraceFormat) -> str:
+    answer = answer.strip()
+    if "\\boxed" not in answer and "\n" not in answer and len(answer) <= 64:
+        answer = f"The final answer is \\boxed{{{answer}}}."
+    return f"{fmt.think_start}\n{thinking.strip()}\n{fmt.eot}\n\n{answer}"
+
+
+def check_assistant(content: str, fmt: TraceFormat) -> str | None:
+    """Why an assistant turn is not a usable reasoning trace, or None."""
+    if not fmt.require_thinking:
+        return None if content.strip() else "the assistant turn is empty"
+    pos = content.find(fmt.eot)
+    if pos < 0:
+        return f"the assistant turn has no end-of-thinking delimiter {fmt.eot!r} (no thinking part)"
+    thinking = content[:pos].replace(fmt.think_start, "", 1).strip()
+    if not thinking:
+        return "the assistant turn has an empty thinking part"
+    if not content[pos + len(fmt.eot) :].strip():
+        return f"the assistant turn has no answer after {fmt.eot!r}"
+    return None
+
+
+def trace_from_record(record, fmt: TraceFormat | None = None) -> dict:
+    """A chat trace from one record (see the module docstring); ValueError says what is missing."""
+    fmt = fmt or TraceFormat()
+    if not isinstance(record, dict):
+        raise ValueError(f"a record must be a JSON object, got {type(record).__name__}")
+    meta = {k: record[k] for k in ("id", "difficulty", "level") if k in record}
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("'messages' must be a non-empty list")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ValueError(
+                    f"message {i} must be an object with a role in {ROLES} and a string content"
+                )
+        if messages[-1]["role"] != "assistant":
+            raise ValueError("the last message must be the assistant's (no answer)")
+        if not any(m["role"] == "user" for m in messages):
+            raise ValueError("the conversation has no user turn")
+        why = check_assistant(messages[-1]["content"], fmt)
+        if why:
+            raise ValueError(why)
+        out = {"messages": [{"role": m["role"], "content": m["content"]} for m in messages], **meta}
+        for k in ("problem", "answer"):
+            if k in record:
+                out[k] = record[k]
+        return out
+    _, problem = _first(record, PROBLEM_KEYS)
+    if problem is None:
+        raise ValueError(f"record has no problem (one of {', '.join(PROBLEM_KEYS)}) and no 'messages'")
+    _, thinking = _first(record, THINKING_KEYS)
+    if thinking is None:
+        raise ValueError(f"record has no thinking part (one of {', '.join(THINKING_KEYS)})")
+    # The answer text is the first of ANSWER_TEXT_KEYS (a bare `answer` is boxed); the gold
+    # answer, when there is one, the first of GOLD_KEYS.
+    _, answer = _first(record, ANSWER_TEXT_KEYS)
+    if answer is None:
+        raise ValueError(f"record has no answer (one of {', '.join(ANSWER_TEXT_KEYS)})")
+    _, gold = _first(record, GOLD_KEYS)
+    messages = []
+    if fmt.prompt.system_prompt:
+        messages.append({"role": "system", "content": fmt.prompt.system_prompt})
+    messages.append({"role": "user", "content": user_message(problem, fmt.prompt)})
+    messages.append({"role": "assistant", "content": assistant_content(thinking, answer, fmt)})
+    out = {"messages": messages, "problem": problem, **meta}
+    if gold is not None:
+        out["answer"] = gold
+    return out
+
+
+def _json_records(text: str) -> list[tuple[int, object]]:
+    """(line, record) for each element of a JSON list, lines 1-based."""
+    dec = json.JSONDecoder()
+    i = 0
+    n = len(text)
+
+    def skip_ws(j):
+        while j < n and text[j] in " \t\r\n":
+            j += 1
+        return j
+
+    i = skip_ws(i)
+    if i >= n or text[i] != "[":
+        raise ValueError("a JSON trace file must hold a list of records")
+    i = skip_ws(i + 1)
+    out = []
+    if i < n and text[i] == "]":
+        return out
+    while True:
+        line = text.count("\n", 0, i) + 1
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"line {text.count(chr(10), 0, err.pos) + 1}: invalid JSON ({err.msg})") from None
+        out.append((line, obj))
+        i = skip_ws(i)
+        if i < n and text[i] == ",":
+            i = skip_ws(i + 1)
+            continue
+        if i < n and text[i] == "]":
+            return out
+        raise ValueError(f"line {text.count(chr(10), 0, i) + 1}: expected ',' or ']' in the JSON list")
+
+
+def read_records(path: str | Path) -> list[tuple[str, object]]:
+    """(where, record) pairs of a JSON or JSONL file; `where` is "file:line N" or "file, record K (line N)"."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trace file {path} does not exist")
+    text = path.read_text()
+    first = text.lstrip()[:1]
+    if path.suffix == ".json" or first == "[":
+        if first == "[":
+            try:
+                pairs = _json_records(text)
+            except ValueError as err:
+                raise TraceError(f"{path}: {err}") from None
+            return [(f"{path}, record {k} (line {line})", obj) for k, (line, obj) in enumerate(pairs)]
+        if first == "{":  # a single object, or JSONL with a .json name
+            try:
+                return [(f"{path}:1", json.loads(text))]
+            except json.JSONDecodeError:
+                pass
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"{path}:{lineno}", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise TraceError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+    return out
+
+
+def load_traces(path: str | Path, fmt: TraceFormat | None = None, limit: int | None = None) -> list[dict]:
+    """Validated chat traces from a JSON/JSONL file (see the module docstring)."""
+    fmt = fmt or TraceFormat()
+    traces = []
+    for where, record in read_records(path):
+        try:
+            traces.append(trace_from_record(record, fmt))
+        except ValueError as err:
+            raise TraceError(f"{where}: {err}") from None
+        if limit is not None and len(traces) >= limit:
+            break
+    if not traces:
+        raise TraceError(f"{path}: no trace records")
+    return traces
+
+
+def validate_traces(traces: list[dict], fmt: TraceFormat | None = None, source: str = "traces") -> list[dict]:
+    """The same checks as `load_traces`, for traces already in memory."""
+    fmt = fmt or TraceFormat()
+    out = []
+    for i, t in enumerate(traces):
+        try:
+            out.append(trace_from_record(t, fmt))
+        except ValueError as err:
+            raise TraceError(f"{source}, record {i}: {err}") from None
+    return out
+
+
+def write_traces(path: str | Path, traces: list[dict]) -> Path:
+    """Write traces as JSONL (what `load_traces` and `run_sft` read)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for t in traces:
+            f.write(json.dumps(t) + "\n")
+    tmp.replace(path)
+    return path

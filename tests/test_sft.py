@@ -1,0 +1,245 @@
+"""Supervision: trace validation, the SFT run (assistant-only loss, resume), recipes, builders."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, user_message
+from stopwise.supervision import (
+    SFTRunConfig,
+    TraceError,
+    build_level_tagged,
+    build_shortest_correct,
+    length_levels,
+    load_sft_config,
+    load_traces,
+    run_sft,
+    sft_config_from_dict,
+    write_traces,
+)
+from stopwise.supervision.sft import prepare
+from stopwise.world import build_world_tokenizer, make_traces, trace_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def world_traces(n, seed=0):
+    return [trace_record(t, f"w{i}") for i, t in enumerate(make_traces(n, seed))]
+
+
+# ---------------------------------------------------------------- trace files
+
+
+def test_traces_load_from_chat_and_field_records(tmp_path):
+    chat = world_traces(3)
+    write_traces(tmp_path / "chat.jsonl", chat)
+    loaded = load_traces(tmp_path / "chat.jsonl")
+    assert [t["messages"] for t in loaded] == [t["messages"] for t in chat]
+    assert loaded[0]["answer"] == chat[0]["answer"]
+
+    fields = [{"problem": "What is 1+1?", "gtruth_answer": "2", "message_thinking": "1+1 is 2.",
+               "message_content": "The answer is \\boxed{2}."},
+              {"question": "What is 2+2?", "thinking": "2+2 is 4.", "answer": "4"}]
+    (tmp_path / "fields.json").write_text(json.dumps(fields, indent=2))
+    a, b = load_traces(tmp_path / "fields.json")
+    assert a["messages"][0] == {"role": "user", "content": user_message("What is 1+1?", PromptConfig())}
+    assert a["messages"][1]["content"] == "<think>\n1+1 is 2.\n</think>\n\nThe answer is \\boxed{2}."
+    assert a["answer"] == "2"
+    assert b["messages"][1]["content"].endswith("\\boxed{4}.")
+
+
+def test_shared_trace_samples_load(data_dir):
+    for name in ("r1_traces_sample.json", "qwen3_traces_sample.json"):
+        traces = load_traces(data_dir / "sft" / name)
+        assert len(traces) == 5
+        for t in traces:
+            content = t["messages"][-1]["content"]
+            assert content.startswith("<think>\n") and "</think>\n\n" in content
+
+
+@pytest.mark.parametrize(
+    "record, why",
+    [
+        ({"problem": "p", "message_content": "\\boxed{1}"}, "no thinking part"),
+        ({"problem": "p", "message_thinking": "t"}, "no answer"),
+        ({"message_thinking": "t", "message_content": "a"}, "no problem"),
+        ({"messages": [{"role": "user", "content": "q"},
+                       {"role": "assistant", "content": "just an answer"}]}, "no end-of-thinking"),
+        ({"messages": [{"role": "user", "content": "q"},
+                       {"role": "assistant", "content": "<think>\nhmm\n</think>\n\n"}]}, "no answer"),
+        ({"messages": [{"role": "user", "content": "q"}]}, "last message"),
+    ],
+)
+def test_bad_records_name_file_and_line(tmp_path, record, why):
+    good = {"problem": "p", "message_thinking": "t", "message_content": "\\boxed{1}"}
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [good, good, record]) + "\n")
+    with pytest.raises(TraceError, match=rf"t\.jsonl:3: .*{why}"):
+        load_traces(path)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps([good, record], indent=2))
+    with pytest.raises(TraceError, match=rf"t\.json, record 1 \(line 7\): .*{why}"):
+        load_traces(path)
+
+
+def test_bad_json_names_the_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"problem": "p", "thinking": "t", "answer": "1"}\n{oops\n')
+    with pytest.raises(TraceError, match=r"t\.jsonl:2: invalid JSON"):
+        load_traces(path)
+    with pytest.raises(FileNotFoundError):
+        load_traces(tmp_path / "missing.jsonl")
+
+
+# ---------------------------------------------------------------- SFT
+
+
+def test_assistant_only_mask(tmp_path):
+    config = SFTRunConfig(out=str(tmp_path / "run"), quick=True, progress=False, student={"hidden_size": 32})
+    trainer, data, _ = prepare(config, traces=world_traces(4))
+    tok = trainer.processing_class
+    for row, trace in zip(trainer.train_dataset, data):
+        ids, labels = row["input_ids"], row["labels"]
+        trained = [i for i, lab in zip(ids, labels) if lab != -100]
+        # exactly the assistant turn, its end-of-turn token included
+        assert tok.decode(trained) == trace["messages"][-1]["content"] + "<|im_end|>"
+        first = next(k for k, lab in enumerate(labels) if lab != -100)
+        assert tok.decode(ids[:first]).endswith("<|im_start|>assistant\n")
+        assert all(lab == -100 for lab in labels[:first])
+
+
+def test_quick_sft_lowers_the_loss_and_saves_a_model(tmp_path):
+    from stopwise.models import load_model_and_tokenizer
+
+    out = tmp_path / "run"
+    result = run_sft(SFTRunConfig(out=str(out), quick=True, progress=False))
+    assert result["global_step"] == 12 and result["resumed_from"] is None
+    assert result["last_loss"] < result["first_loss"] - 1.0
+    assert json.loads((out / "sft_run.json").read_text())["result"]["global_step"] == 12
+    model, tok = load_model_and_tokenizer(str(out), device="cpu")
+    enc = tok(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"], return_tensors="pt")
+    assert model.generate(**enc, max_new_tokens=3, do_sample=False).shape[1] == enc["input_ids"].shape[1] + 3
+
+
+def test_resume_after_a_kill(tmp_path):
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 8:
+                raise KeyboardInterrupt("simulated kill")
+
+    out = tmp_path / "run"
+    config = SFTRunConfig(out=str(out), quick=True, progress=False, save_steps=3,
+                          student={"hidden_size": 32})
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(config, callbacks=[Kill()])
+    assert (out / "checkpoint-6").is_dir() and not (out / "config.json").exists()
+    result = run_sft(config)
+    assert result["resumed_from"].endswith("checkpoint-6")
+    assert result["global_step"] == 12
+    state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == sorted(set(steps))  # steps 7-12 trained once after the resume
+
+
+def test_sft_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="unknown key 'learning_rate'"):
+        sft_config_from_dict({"learning_rate": 1e-5})
+    with pytest.raises(ValueError, match="batch_size"):
+        SFTRunConfig(batch_size=0)
+    with pytest.raises(ValueError, match="bf16"):
+        SFTRunConfig(use_cpu=True, bf16=True)
+    with pytest.raises(ValueError, match="student"):
+        SFTRunConfig(student={"width": 3})
+    assert sft_config_from_dict({"lr": "1e-5"}).lr == 1e-5  # YAML reads 1e-5 as a string
+
+
+def test_recipes_validate():
+    s1k = load_sft_config(REPO / "recipes" / "sft_qwen2.5_1.5b_s1k.yaml")
+    assert s1k.model == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert (s1k.lr, s1k.epochs, s1k.bf16, s1k.assistant_only_loss) == (1e-5, 5, True, True)
+    assert s1k.max_length >= 16384
+    demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"out": "elsewhere"})
+    assert demo.model == "world-student" and demo.data == "world" and demo.out == "elsewhere"
+    assert demo.use_cpu and not demo.bf16
+
+
+def test_a_model_without_markers_needs_a_template(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from stopwise.supervision.sft import _set_chat_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(ValueError, match="chat_template: chatml"):
+        _set_chat_template(tok, SFTRunConfig(model=str(tiny_model_dir)))
+    _set_chat_template(tok, SFTRunConfig(model=str(tiny_model_dir), chat_template="chatml"))
+    assert "{% generation %}" in tok.chat_template
+
+
+# ---------------------------------------------------------------- builders
+
+
+def test_build_shortest_correct(tmp_path):
+    problems = [{"id": "a", "problem": "P a", "answer": "1"}, {"id": "b", "problem": "P b", "answer": "2"},
+                {"id": "c", "problem": "P c", "answer": "3"}]
+
+    def sample(pid, i, n, correct, eot=True, truncated=False):
+        return {"problem_id": pid, "sample_index": i, "n_tokens": n, "correct": correct,
+                "eot_emitted": eot, "truncated": truncated,
+                "completion": f"think {pid}{i}\n</think>\n\n\\boxed{{x}}<|im_end|>"}
+
+    samples = [sample("a", 0, 50, True), sample("a", 1, 20, True), sample("a", 2, 5, False),
+               sample("a", 3, 20, True), sample("b", 0, 9, True, eot=False), sample("b", 1, 30, False),
+               sample("c", 0, 40, True), sample("c", 1, 10, True, truncated=True)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    traces = build_shortest_correct(run, problems)
+    assert {t["id"]: t["sample_index"] for t in traces} == {"a": 1, "c": 0}
+    a = next(t for t in traces if t["id"] == "a")
+    assert a["messages"][0]["content"] == user_message("P a", PromptConfig())
+    assert a["messages"][1]["content"] == "<think>\nthink a1\n</think>\n\n\\boxed{x}"
+    assert a["answer"] == "1"
+    assert build_shortest_correct(samples, problems) == traces
+    with pytest.raises(ValueError, match="not among"):
+        build_shortest_correct(samples, problems[:1])
+
+
+def test_length_levels():
+    levels, thresholds = length_levels([10, 20, 30, 40, 50, 60])
+    assert levels == ["short", "short", "medium", "medium", "long", "long"]
+    assert thresholds == [20, 40]
+    assert length_levels([5, 15, 25], thresholds=[10, 20])[0] == ["short", "medium", "long"]
+    with pytest.raises(ValueError):
+        length_levels([1], thresholds=[3])
+
+
+def test_build_level_tagged():
+    tok = build_world_tokenizer()
+    traces = world_traces(60, seed=4)
+    tagged = build_level_tagged(traces, tok)
+    counts = {lvl: sum(t["level"] == lvl for t in tagged) for lvl in ("short", "medium", "long")}
+    assert all(c >= 15 for c in counts.values())
+    by_level = {lvl: [t["thinking_tokens"] for t in tagged if t["level"] == lvl] for lvl in counts}
+    assert max(by_level["short"]) <= min(by_level["medium"]) and max(by_level["medium"]) <= min(by_level["long"])
+    for t, orig in zip(tagged, traces):
+        user = t["messages"][0]["content"]
+        assert user == user_message(orig["problem"], PromptConfig(), level=t["level"])
+        assert user.endswith(DEFAULT_LEVEL_INSTRUCTIONS[t["level"]])
+        assert t["messages"][-1] == orig["messages"][-1]
+    # within each difficulty, a third of the traces per level
+    grouped = build_level_tagged(traces, tok, group_key="difficulty")
+    for d in {t["difficulty"] for t in traces}:
+        levels = [t["level"] for t in grouped if t["difficulty"] == d]
+        if len(levels) >= 6:
+            assert {"short", "long"} <= set(levels)
+    with pytest.raises(ValueError):
+        build_level_tagged(traces, tok, thresholds=[1, 2], group_key="difficulty")
+    fixed = build_level_tagged(traces, tok, thresholds=[0, 10**6])
+    assert {t["level"] for t in fixed} == {"medium"}
+    # a trace without a `problem` field: the problem is recovered from the user turn
+    bare = [{"messages": t["messages"]} for t in traces[:3]]
+    assert [t["problem"] for t in build_level_tagged(bare, tok)] == [t["problem"] for t in traces[:3]]
