@@ -152,7 +152,7 @@ def recipe_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def recipe_overrides(args) -> dict:
-    from stopwise.tldr.train import parse_overrides
+    from stopwise.recipes import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     for key in ("model", "data", "out"):

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
+from stopwise.recipes import parse_overrides, read_recipe
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -140,32 +141,7 @@ def sft_config_from_dict(values: dict, source: str = "config") -> SFTRunConfig:
 def load_sft_config(path: str | Path, overrides: dict | None = None) -> SFTRunConfig:
     """Read a YAML (or JSON) recipe, keys = SFTRunConfig fields, into an SFTRunConfig;
     `overrides` (e.g. from `--set key=value`) win over the file."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"recipe {path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"recipe {path} must be a mapping of SFTRunConfig keys")
-    values.update(overrides or {})
-    return sft_config_from_dict(values, source=str(path))
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`key=value` strings (value parsed as YAML) into a dict."""
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return sft_config_from_dict(read_recipe(path, "SFTRunConfig", overrides), source=str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

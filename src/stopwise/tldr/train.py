@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
+from stopwise.recipes import parse_overrides, read_recipe
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
 from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
 
@@ -286,19 +287,7 @@ def _check_grpo_args(extra: dict) -> None:
 def load_recipe(path: str | Path, overrides: dict | None = None) -> TLDRConfig:
     """A TLDRConfig from a YAML recipe (keys = TLDRConfig fields); unknown keys and bad values
     are errors naming the key. `overrides` (e.g. from `--set key=value`) win over the file."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"recipe {path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"recipe {path} must be a mapping of TLDRConfig keys")
-    data.update(overrides or {})
-    return config_from_dict(data, source=str(path))
+    return config_from_dict(read_recipe(path, "TLDRConfig", overrides), source=str(path))
 
 
 def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
@@ -323,19 +312,6 @@ def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
         return TLDRConfig(**data)
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`key=value` strings (value parsed as YAML) into a dict."""
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 # ---------------------------------------------------------------- training
