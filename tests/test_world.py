@@ -13,6 +13,7 @@ from stopwise.prompts import (
 )
 from stopwise.thinking import detect_thinking_format
 from stopwise.world import (
+    DEFAULT_MAX_NEW_TOKENS,
     TeacherConfig,
     build_student,
     build_world_tokenizer,
@@ -83,6 +84,8 @@ def test_teacher_is_always_right_at_the_end():
         assert t.thinking.count("that is not right") == t.n_errors
         # the first pass has one line per step, re-verification never changes the answer
         assert t.core_thinking.count("Step ") == t.problem.difficulty
+        # the last value of x stated is the final one (checks of one step state none)
+        assert re.findall(r"x = (\d+)", t.thinking)[-1] == str(gold)
 
 
 def test_trace_format(tokenizer):
@@ -117,6 +120,7 @@ def test_teacher_is_redundant_and_longer_on_harder_problems(tokenizer):
     means = [sum(v) / len(v) for _, v in sorted(by_difficulty.items())]
     assert means == sorted(means)
     assert 150 <= total / len(traces) <= 350
+    assert max(n for v in by_difficulty.values() for n in v) < DEFAULT_MAX_NEW_TOKENS
     # the number of re-verifications is random: problems of equal difficulty vary
     assert len({t.n_checks for t in traces if t.problem.difficulty == 4}) >= 3
     # a concise teacher re-verifies at most once
@@ -165,3 +169,16 @@ def test_student_loads_with_its_own_tokenizer(tmp_path):
     prompt = build_prompt(tok, "Start with x = 1. Step 1: add 2.", fmt, PromptConfig(level="short"))
     assert prompt.endswith("<|im_start|>assistant\n<think>\n")
     assert DEFAULT_LEVEL_INSTRUCTIONS["short"] in prompt
+
+
+def test_measure_helpers(tmp_path):
+    from stopwise.world.measure import grade, measure_student, repeated_line_share
+
+    assert grade("a\n</think>\n\nThe final value of x is \\boxed{7}.", "7") == ("7", True)
+    assert grade("no delimiter \\boxed{7}", "7") == (None, False)
+    assert repeated_line_share("So x = 1.\nSo x = 1.\nSo x = 2.") == pytest.approx(1 / 3)
+    path = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
+    problems = [p.to_record(f"t{i}") for i, p in enumerate(generate_problems(3, 0, "test"))]
+    res = measure_student(path, problems, max_new_tokens=8)
+    assert res["summary"]["n"] == 3 and res["summary"]["accuracy"] == 0.0
+    assert all(s["n_tokens"] <= 8 for s in res["samples"])

@@ -63,7 +63,7 @@ class SFTRunConfig:
                   "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=6000, metadata={"help": "data: world: number of teacher traces generated."})
+    world_traces: int = field(default=7500, metadata={"help": "data: world: number of teacher traces generated."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
     think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
     eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter (traces must contain it)."})
@@ -197,13 +197,19 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
         from stopwise.world.teacher import write_traces as write_world_traces
 
         path = out / "traces.jsonl"
-        if not path.exists():
+        stale = path.exists() and sum(1 for _ in path.open()) != config.world_traces
+        if stale and last_checkpoint(out):
+            raise ValueError(
+                f"{path} holds a different number of traces than world_traces="
+                f"{config.world_traces}, and {out} has checkpoints of a run on it; use another out"
+            )
+        if stale or not path.exists():
             write_world_traces(path, config.world_traces, config.seed, TeacherConfig(prompt=prompt))
         return load_traces(path, fmt, limit=config.limit)
     return load_traces(config.data, fmt, limit=config.limit)
 
 
-def _load_model(config: SFTRunConfig, out: Path, on_gpu: bool):
+def _load_model(config: SFTRunConfig, out: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -294,7 +300,7 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         write_traces(out / "traces.jsonl", data)
     else:
         data = _load_data(config, out)
-    model, tokenizer = _load_model(config, out, on_gpu)
+    model, tokenizer = _load_model(config, out)
     _set_chat_template(tokenizer, config)
     dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
 

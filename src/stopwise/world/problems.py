@@ -1,9 +1,12 @@
 """The demo world's problems: a chain of operations on a number, modulo 10.
 
-    Start with x = 7. Step A: add 5. Step B: multiply by 3. Step C: subtract 4.
+    Start with x = 7. Step A adds 5. Step B multiplies by 3. Step C subtracts 4.
     Working modulo 10, what is the final value of x?
 
 The answer is a plain number (0-9), graded by math-verify like any benchmark answer.
+Steps are named by letters and their verb follows the name: a trace that works on step C
+finds it in the problem by its name, a lookup a tiny student learns within its training
+budget (with "Step 3: multiply by 9" it often did not: digits are everywhere in a trace).
 The difficulty of a problem is its number of steps. Each problem belongs to exactly one
 split (train or test) by a hash of its content, so splits drawn with any seeds are disjoint.
 """
@@ -22,7 +25,7 @@ SPLITS = ("train", "test")
 TEST_SHARE = 0.2
 DEFAULT_MIN_STEPS = 2
 DEFAULT_MAX_STEPS = 6
-# Generation cap of the demo (tokens): above the longest teacher trace (about 700).
+# Generation cap of the demo (tokens): above 99% of the teacher's traces.
 DEFAULT_MAX_NEW_TOKENS = 768
 
 # (how a step is stated, the symbol of its computation). The verb follows the step's name
@@ -81,9 +84,7 @@ class WorldProblem:
         }
 
 
-# Steps are named by letters ("Step C"), not numbers: a step's name is then a token that
-# nothing else in a problem or trace uses, which makes "find step C in the problem" a lookup a
-# 2-layer student learns within its training budget (with digit names it often does not).
+# Steps are named by letters ("Step C"): a token nothing else in a problem or trace uses.
 STEP_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 

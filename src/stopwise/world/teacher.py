@@ -1,13 +1,18 @@
 """A programmatic teacher that writes R1-style traces for the demo world.
 
-A trace computes the chain step by step, concludes, and then re-verifies: "Wait, let me
-double-check step 3 ..." (one step again) or "Wait, let me recompute from the start ..."
-(the whole chain again). The re-verifications never change the answer (the teacher's own
-slips are caught on the spot, "Wait, that is not right ..."), so they are redundant, and
-their number is random: it grows with the problem's number of steps but says nothing about
-whether the trace is right. A student distilled from such traces cannot learn from them when
-to stop: it over-verifies, repeats earlier lines, and on harder problems (more steps, more
-errors) writes longer traces.
+A trace computes the chain step by step ("Step C multiplies by 9: 8 * 9 = 72, so x = 2."),
+concludes ("So the final value of x is 2."), and then re-verifies: "Wait, let me recompute
+from the start ..." (the first pass again, line for line) or "Wait, let me double-check step
+C. ..." (one line again). Re-verifications confirm without restating the result, so the
+answer is always the first pass's conclusion and a check never changes it: they are
+redundant. Their number is random: after each one, a coin decides whether another follows,
+more often on longer problems, and the coin says nothing about whether the trace is right.
+The teacher's own slips are caught on the spot ("Wait, that is not right. ...").
+
+A student distilled from such traces cannot learn from them when to stop: its stop
+probability after a check can only approximate the coin; it over-verifies, repeats earlier
+lines verbatim, and on harder problems (more steps, so more lookups to get wrong, and more
+checks) writes longer traces.
 
 Every trace is kept in segments (`core`, `check`, `answer`) so that the share of redundant
 re-verification tokens can be measured.
@@ -56,14 +61,14 @@ class TeacherConfig:
         metadata={"help": "Probability that a trace ends right after the first pass (no re-verification)."},
     )
     continue_base: float = field(
-        default=0.15,
+        default=0.25,
         metadata={"help": "After each re-verification the teacher starts another with probability "
                   "(continue_base + continue_per_step * (steps - 1)) * verbosity: a memoryless "
                   "coin that says nothing about correctness, more often heads on longer problems "
-                  "(defaults: 0.25 for 2 steps ... 0.75 for 7 steps)."},
+                  "(defaults: 0.33 for 2 steps ... 0.65 for 6 steps)."},
     )
     continue_per_step: float = field(
-        default=0.1, metadata={"help": "Growth of that probability per step of the problem."}
+        default=0.08, metadata={"help": "Growth of that probability per step of the problem."}
     )
     verbosity: float = field(
         default=1.0,
@@ -77,8 +82,10 @@ class TeacherConfig:
                   "(else it re-checks one random step)."},
     )
     p_full_check: float = field(
-        default=0.25,
-        metadata={"help": "Same, for the later re-verifications."},
+        default=0.0,
+        metadata={"help": "Same, for the re-verifications between the first and the last (the "
+                  "last of several always recomputes the whole chain, so the last value of x "
+                  "stated before the conclusion is the final one)."},
     )
     error_rate: float = field(
         default=0.03,
@@ -163,7 +170,10 @@ def spot_check(problem: WorldProblem, rng: random.Random) -> str:
     j = rng.randint(1, problem.difficulty)
     op, k = problem.steps[j - 1]
     opener = rng.choice(SPOT_CHECK_OPENERS).format(j=step_label(j))
-    return f"{opener} {step_line(xs[j - 1], op, k)} {rng.choice(SPOT_CHECK_CLOSERS)}\n"
+    # Only the computation, not "so x = ...": the last value of x stated in a trace is then
+    # always the final one, which the conclusion and the answer repeat.
+    x = xs[j - 1]
+    return f"{opener} {x} {OPS[op][1]} {k} = {raw_result(x, op, k)}. {rng.choice(SPOT_CHECK_CLOSERS)}\n"
 
 
 def full_check(problem: WorldProblem, rng: random.Random) -> str:
@@ -202,7 +212,11 @@ def write_trace(
     n_checks = number_of_checks(problem, config, rng)
     for i in range(n_checks):
         p_full = config.p_full_first if i == 0 else config.p_full_check
+        if i == n_checks - 1 and i > 0:
+            p_full = 1.0  # the last of several checks goes through all the steps again
         text = full_check(problem, rng) if rng.random() < p_full else spot_check(problem, rng)
+        if i == n_checks - 1:  # after verifying, conclude again (the first pass's result)
+            text += f"So the final value of x is {problem.answer}.\n"
         segments.append(("check", text))
     segments.append(("answer", f"The final value of x is \\boxed{{{problem.answer}}}."))
     return Trace(problem=problem, segments=segments, n_checks=n_checks, n_errors=n_errors)
