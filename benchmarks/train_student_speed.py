@@ -5,8 +5,8 @@
 Prints the measured wall time (data generation + tokenisation + training + saving) and the
 machine's load average, since on shared cores the time depends on what else runs. Budget: <= 4
 minutes on 2 cores. With --eval N it also measures the trained student on N held-out problems
-(greedy, the world's token cap): accuracy, thinking tokens of right vs wrong answers,
-truncation, repetition and the removable re-verification share.
+with the evaluation harness (the world's token cap): accuracy, thinking tokens of right vs
+wrong answers, truncation, repetition; `stopwise analyze` output lands in OUT/eval.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> int:
     ap.add_argument("--out", help="run directory (default: a temporary one); must not hold a run")
     ap.add_argument("--quick", action="store_true", help="the --quick setting instead of the default")
     ap.add_argument("--eval", type=int, default=0, metavar="N", help="then measure on N test problems")
-    ap.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of --eval")
+    ap.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of --eval (the demo uses 0.6)")
     args = ap.parse_args()
 
     import torch
@@ -56,12 +56,20 @@ def main() -> int:
     }))
     print(f"student SFT wall time: {wall:.1f} s")
     if args.eval:
-        from stopwise.world.measure import measure_student
-        from stopwise.world.problems import DEFAULT_MAX_NEW_TOKENS, generate_problems
+        from stopwise.engines import SamplingSettings
+        from stopwise.evaluation.analysis import analyze_run
+        from stopwise.evaluation.runner import EvalConfig, run_eval
+        from stopwise.world import DEFAULT_MAX_NEW_TOKENS, write_split
 
-        problems = [p.to_record(f"test-{i}") for i, p in enumerate(generate_problems(args.eval, 0, "test"))]
-        res = measure_student(out, problems, DEFAULT_MAX_NEW_TOKENS, temperature=args.temperature)
-        print(json.dumps(res["summary"], indent=1))
+        test_file = write_split(out / "world-test.jsonl", args.eval, seed=1, split="test")
+        summary = run_eval(EvalConfig(
+            model=str(out), benchmark=str(test_file), out=str(out / "eval"), batch_size=50, progress=False,
+            sampling=SamplingSettings(temperature=args.temperature, top_p=1.0,
+                                      max_new_tokens=DEFAULT_MAX_NEW_TOKENS, seed=0)))
+        analyze_run(out / "eval")
+        keys = ("accuracy", "mean_tokens", "mean_thinking_tokens", "mean_thinking_tokens_correct",
+                "mean_thinking_tokens_wrong", "truncation_rate", "repetition")
+        print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
     return 0
 
 

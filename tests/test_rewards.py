@@ -80,6 +80,21 @@ def test_correctness_survives_a_crashing_grader():
     assert reward(completions=[RIGHT, WRONG], completion_ids=[ids(5), ids(5)], answer=["4", "4"]) == [0.0, 0.0]
 
 
+def test_no_delimiter_no_answer_phase():
+    """The real grader would accept the box of a delimiter-less text; the reward must not."""
+    pytest.importorskip("stopwise.grading")
+    no_eot = "so 2+2=4.\n.\n\nThe answer is \\boxed{4}."
+    strict = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS])
+    lenient = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS],
+                                require_eot=False)
+    assert strict(completions=[no_eot, RIGHT], completion_ids=[ids(9), ids(9)], answer=["4", "4"]) == [0.0, 1.0]
+    assert lenient(completions=[no_eot], completion_ids=[ids(9)], answer=["4"]) == [1.0]
+    length = LengthPenalizedReward(CAP, eos_token_ids=[EOS])
+    out = length(completions=[no_eot, RIGHT], completion_ids=[ids(10), ids(10)], answer=["4", "4"],
+                 level=["short", "short"])
+    assert out == pytest.approx([-0.06, 0.94])
+
+
 def test_correctness_with_the_real_grader():
     pytest.importorskip("stopwise.grading")
     reward = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS])

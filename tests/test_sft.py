@@ -142,6 +142,10 @@ def test_resume_after_a_kill(tmp_path):
     state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert steps == sorted(set(steps))  # steps 7-12 trained once after the resume
+    # a resumed run must train on the traces it started with, not on rewritten ones
+    changed = SFTRunConfig(**{**config.__dict__, "world_level_share": 0.0})
+    with pytest.raises(ValueError, match="other teacher settings"):
+        run_sft(changed)
 
 
 def test_sft_config_validation(tmp_path):
@@ -151,6 +155,8 @@ def test_sft_config_validation(tmp_path):
         SFTRunConfig(batch_size=0)
     with pytest.raises(ValueError, match="bf16"):
         SFTRunConfig(use_cpu=True, bf16=True)
+    with pytest.raises(ValueError, match="world_level_share"):
+        SFTRunConfig(world_level_share=-0.1)
     with pytest.raises(ValueError, match="student"):
         SFTRunConfig(student={"width": 3})
     assert sft_config_from_dict({"lr": "1e-5"}).lr == 1e-5  # YAML reads 1e-5 as a string

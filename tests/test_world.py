@@ -171,14 +171,28 @@ def test_student_loads_with_its_own_tokenizer(tmp_path):
     assert DEFAULT_LEVEL_INSTRUCTIONS["short"] in prompt
 
 
-def test_measure_helpers(tmp_path):
-    from stopwise.world.measure import grade, measure_student, repeated_line_share
 
-    assert grade("a\n</think>\n\nThe final value of x is \\boxed{7}.", "7") == ("7", True)
-    assert grade("no delimiter \\boxed{7}", "7") == (None, False)
-    assert repeated_line_share("So x = 1.\nSo x = 1.\nSo x = 2.") == pytest.approx(1 / 3)
-    path = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
-    problems = [p.to_record(f"t{i}") for i, p in enumerate(generate_problems(3, 0, "test"))]
-    res = measure_student(path, problems, max_new_tokens=8)
-    assert res["summary"]["n"] == 3 and res["summary"]["accuracy"] == 0.0
-    assert all(s["n_tokens"] <= 8 for s in res["samples"])
+def test_random_level_sentences_leave_the_traces_alone(tmp_path):
+    from stopwise.world.teacher import write_traces
+
+    plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 400, 3).open()]
+    mixed = [json.loads(line) for line in write_traces(
+        tmp_path / "b.jsonl", 400, 3, TeacherConfig(random_level_share=0.75)).open()]
+    # the assistant turns are the same, only some user turns gain a level sentence
+    assert [r["messages"][1] for r in plain] == [r["messages"][1] for r in mixed]
+    found = []
+    for p, m in zip(plain, mixed):
+        extra = m["messages"][0]["content"].removeprefix(p["messages"][0]["content"])
+        levels = [lv for lv, text in DEFAULT_LEVEL_INSTRUCTIONS.items() if text in extra]
+        assert len(levels) <= 1 and (levels or extra == "")
+        found += levels
+    assert 0.65 <= len(found) / 400 <= 0.85
+    assert all(0.25 <= found.count(lv) / len(found) <= 0.42 for lv in DEFAULT_LEVEL_INSTRUCTIONS)
+    # independent of the trace's length: mean thinking length per level within 15% of the mean
+    lengths = {lv: [len(m["messages"][1]["content"]) for m in mixed
+                    if DEFAULT_LEVEL_INSTRUCTIONS[lv] in m["messages"][0]["content"]]
+               for lv in DEFAULT_LEVEL_INSTRUCTIONS}
+    overall = sum(len(m["messages"][1]["content"]) for m in mixed) / len(mixed)
+    assert all(abs(sum(v) / len(v) / overall - 1) < 0.15 for v in lengths.values())
+    with pytest.raises(ValueError, match="random_level_share"):
+        TeacherConfig(random_level_share=1.5)

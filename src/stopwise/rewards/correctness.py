@@ -23,6 +23,10 @@ class CorrectnessReward:
       delimiter `eot`, math-verify, a timeout per item); pass `grader` to replace it.
     - A truncated completion scores 0 whatever it contains (see `is_truncated`: it reached
       `max_completion_length` tokens without ending on an EOS token).
+    - With `require_eot` (default), a completion without the delimiter has no answer phase and
+      scores 0. The evaluation grader falls back to the whole text there, but a reward that did
+      so would pay the policy to drop the delimiter: measured on the demo world, 40 GRPO steps
+      replaced `</think>` by "." in most completions.
     - A completion that cannot be read (not a string nor chat messages), an answer that does not
       parse, or a grader error scores 0; the reward never raises for a sample.
     - Columns: `answer` (gold, required); `level` (optional, only for the per-level metrics).
@@ -45,6 +49,7 @@ class CorrectnessReward:
         eos_token_ids: Iterable[int] | None = None,
         grader: Grader | None = None,
         tokenizer=None,
+        require_eot: bool = True,
         log_metrics: bool = True,
         name: str = "correctness",
     ):
@@ -64,6 +69,7 @@ class CorrectnessReward:
         self.max_completion_length = max_completion_length
         self.grader = grader
         self.tokenizer = tokenizer
+        self.require_eot = require_eot
         self.log_metrics = log_metrics
         self.__name__ = name
 
@@ -95,6 +101,8 @@ class CorrectnessReward:
             texts = [None if cut else self._decode(ids) for ids, cut in zip(completion_ids, truncated)]
         else:
             texts = [None if cut else completion_text(c) for c, cut in zip(completions, truncated)]
+        if self.require_eot and self.eot:
+            texts = [t if t is not None and self.eot in t else None for t in texts]
         correct = grade(texts, list(answers), self.eot, self.grader)
         return correct, lengths, truncated
 

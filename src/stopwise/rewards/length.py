@@ -32,7 +32,7 @@ class LengthPenalizedReward:
     or non-numeric weight, a budget <= 0, or budgets with the linear form are errors. A sample
     whose level is not in the set raises at call time.
 
-    `eot`, `eos_token_ids`, `grader`, `tokenizer`: as in `CorrectnessReward`.
+    `eot`, `eos_token_ids`, `grader`, `tokenizer`, `require_eot`: as in `CorrectnessReward`.
     Columns: `answer` and `level`, both required (`check_reward_columns` checks them before
     training). With `log_metrics`, sends per-sample `accuracy/<level>`, `tokens/<level>`,
     `truncated/<level>`, `reward/<level>` (and `.../all`) through TRL's `log_metric`.
@@ -52,6 +52,7 @@ class LengthPenalizedReward:
         eos_token_ids: Iterable[int] | None = None,
         grader: Grader | None = None,
         tokenizer=None,
+        require_eot: bool = True,
         log_metrics: bool = True,
         name: str = "length_penalized",
     ):
@@ -109,6 +110,7 @@ class LengthPenalizedReward:
             eos_token_ids=eos_token_ids,
             grader=grader,
             tokenizer=tokenizer,
+            require_eot=require_eot,
             log_metrics=False,
         )
         self.__name__ = name

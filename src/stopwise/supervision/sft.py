@@ -64,6 +64,11 @@ class SFTRunConfig:
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
     world_traces: int = field(default=7500, metadata={"help": "data: world: number of teacher traces generated."})
+    world_level_share: float = field(
+        default=0.75,
+        metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
+                  "(TeacherConfig.random_level_share), so that TLDR can start from this student."},
+    )
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
     think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
     eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter (traces must contain it)."})
@@ -89,6 +94,8 @@ class SFTRunConfig:
             raise ValueError(f"SFTRunConfig.lr must be > 0, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("SFTRunConfig: set epochs > 0 or max_steps > 0")
+        if not 0 <= self.world_level_share <= 1:
+            raise ValueError(f"world_level_share must be in [0, 1], got {self.world_level_share}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"SFTRunConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.limit is not None and self.limit <= 0:
@@ -197,14 +204,20 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
         from stopwise.world.teacher import write_traces as write_world_traces
 
         path = out / "traces.jsonl"
-        stale = path.exists() and sum(1 for _ in path.open()) != config.world_traces
+        teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_level_share)
+        settings = {"n": config.world_traces, "seed": config.seed, "teacher": asdict(teacher)}
+        settings_path = out / "traces.settings.json"
+        stale = path.exists() and (
+            not settings_path.exists() or json.loads(settings_path.read_text()) != settings)
         if stale and last_checkpoint(out):
             raise ValueError(
-                f"{path} holds a different number of traces than world_traces="
-                f"{config.world_traces}, and {out} has checkpoints of a run on it; use another out"
+                f"{path} was written with other teacher settings than this run's (world_traces, "
+                f"world_level_share, seed, instruction), and {out} has checkpoints of a run on it; "
+                "use another out"
             )
         if stale or not path.exists():
-            write_world_traces(path, config.world_traces, config.seed, TeacherConfig(prompt=prompt))
+            write_world_traces(path, config.world_traces, config.seed, teacher)
+            settings_path.write_text(json.dumps(settings, indent=1))
         return load_traces(path, fmt, limit=config.limit)
     return load_traces(config.data, fmt, limit=config.limit)
 

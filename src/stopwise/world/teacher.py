@@ -21,7 +21,7 @@ re-verification tokens can be measured.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stopwise.prompts import PromptConfig, user_message
@@ -87,6 +87,10 @@ class TeacherConfig:
                   "last of several always recomputes the whole chain, so the last value of x "
                   "stated before the conclusion is the final one)."},
     )
+    p_full_last: float = field(
+        default=1.0,
+        metadata={"help": "Same, for the last of several re-verifications."},
+    )
     error_rate: float = field(
         default=0.03,
         metadata={"help": "Per step: the teacher writes a wrong result, then catches and corrects it."},
@@ -95,9 +99,17 @@ class TeacherConfig:
         default_factory=PromptConfig,
         metadata={"help": "Prompt settings of the user turn (instruction, level)."},
     )
+    random_level_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of prompts that carry a level sentence (short / medium / long, "
+                  "uniform) drawn independently of the trace: the student learns to read past "
+                  "such a sentence without learning what it means, which TLDR then teaches it. "
+                  "A student that never saw one is thrown off by it (measured: accuracy 0.69 -> "
+                  "0.23 with the short sentence)."},
+    )
 
     def __post_init__(self):
-        for name in ("p_no_check", "p_full_first", "p_full_check", "error_rate", "continue_base",
+        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "random_level_share",
                      "continue_per_step"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -213,7 +225,7 @@ def write_trace(
     for i in range(n_checks):
         p_full = config.p_full_first if i == 0 else config.p_full_check
         if i == n_checks - 1 and i > 0:
-            p_full = 1.0  # the last of several checks goes through all the steps again
+            p_full = config.p_full_last
         text = full_check(problem, rng) if rng.random() < p_full else spot_check(problem, rng)
         if i == n_checks - 1:  # after verifying, conclude again (the first pass's result)
             text += f"So the final value of x is {problem.answer}.\n"
@@ -260,7 +272,12 @@ def write_traces(
     """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`)."""
     config = config or TeacherConfig()
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
-    return write_jsonl(
-        path,
-        [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)],
-    )
+    # A generator of its own: the traces are the same whatever the share of level sentences.
+    level_rng = random.Random(f"stopwise-levels/{seed}")
+    records = []
+    for i, t in enumerate(traces):
+        prompt = config.prompt
+        if level_rng.random() < config.random_level_share:
+            prompt = replace(prompt, level=level_rng.choice(sorted(prompt.level_instructions)))
+        records.append(trace_record(t, f"world-{split}-s{seed}-{i:05d}", prompt))
+    return write_jsonl(path, records)
