@@ -84,8 +84,11 @@ def test_teacher_is_always_right_at_the_end():
         assert t.thinking.count("that is not right") == t.n_errors
         # the first pass has one line per step, re-verification never changes the answer
         assert t.core_thinking.count("Step ") == t.problem.difficulty
-        # the last value of x stated is the final one (checks of one step state none)
-        assert re.findall(r"x = (\d+)", t.thinking)[-1] == str(gold)
+        # of several checks the last is of one step, so the value stated just before the
+        # closing conclusion is often a middle step's: the conclusion copies the first one
+        if t.n_checks >= 2:
+            last_check = [text for kind, text in t.segments if kind == "check"][-1]
+            assert "start" not in last_check and last_check.count(" so x = ") == 1
 
 
 def test_trace_format(tokenizer):
@@ -120,7 +123,9 @@ def test_teacher_is_redundant_and_longer_on_harder_problems(tokenizer):
     means = [sum(v) / len(v) for _, v in sorted(by_difficulty.items())]
     assert means == sorted(means)
     assert 150 <= total / len(traces) <= 350
-    assert max(n for v in by_difficulty.values() for n in v) < DEFAULT_MAX_NEW_TOKENS
+    # like R1 traces against a generation cap: a few of the teacher's go past the demo's
+    lengths = [n for v in by_difficulty.values() for n in v]
+    assert 0 < sum(n > DEFAULT_MAX_NEW_TOKENS for n in lengths) / len(lengths) <= 0.04
     # the number of re-verifications is random: problems of equal difficulty vary
     assert len({t.n_checks for t in traces if t.problem.difficulty == 4}) >= 3
     # a concise teacher re-verifies at most once

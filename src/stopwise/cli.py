@@ -172,6 +172,32 @@ def cmd_sft(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from stopwise.supervision import (
+        build_level_tagged,
+        build_shortest_correct,
+        load_traces,
+        write_traces,
+    )
+    from stopwise.supervision.traces import TraceFormat
+
+    if args.kind == "shortest-correct":
+        if not args.problems:
+            raise ValueError("shortest-correct needs --problems (the benchmark the run was made on)")
+        traces = build_shortest_correct(args.source, args.problems)
+        note = f"{len(traces)} problems with a correct completion"
+    else:
+        if not args.tokenizer:
+            raise ValueError("level-tagged needs --tokenizer (lengths are counted in its tokens)")
+        traces = build_level_tagged(load_traces(args.source, TraceFormat()), args.tokenizer,
+                                    group_key=args.group_by)
+        counts = {lv: sum(t["level"] == lv for t in traces) for lv in ("short", "medium", "long")}
+        note = f"levels {counts}"
+    write_traces(args.out, traces)
+    print(f"wrote {len(traces)} traces to {args.out} ({note})")
+    return 0
+
+
 def cmd_tldr(args) -> int:
     from stopwise.tldr.train import config_from_dict, load_recipe, run_tldr
 
@@ -236,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_args(p, "SFTRunConfig")
     p.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("data", help="length-aware SFT data: shortest-correct-of-k or level-tagged traces")
+    p.add_argument("kind", choices=["shortest-correct", "level-tagged"])
+    p.add_argument("source", help="shortest-correct: a run directory made with --n-samples k; "
+                   "level-tagged: a trace file (JSONL)")
+    p.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
+    p.add_argument("--problems", help="shortest-correct: the benchmark (name or file) of the run")
+    p.add_argument("--tokenizer", help="level-tagged: model or tokenizer directory that counts the tokens")
+    p.add_argument("--group-by", help="level-tagged: terciles within groups of this trace field (e.g. difficulty)")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")

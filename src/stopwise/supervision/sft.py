@@ -63,7 +63,7 @@ class SFTRunConfig:
                   "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=7500, metadata={"help": "data: world: number of teacher traces generated."})
+    world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
     world_level_share: float = field(
         default=0.75,
         metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "

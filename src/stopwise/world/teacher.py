@@ -3,16 +3,16 @@
 A trace computes the chain step by step ("Step C multiplies by 9: 8 * 9 = 72, so x = 2."),
 concludes ("So the final value of x is 2."), and then re-verifies: "Wait, let me recompute
 from the start ..." (the first pass again, line for line) or "Wait, let me double-check step
-C. ..." (one line again). Re-verifications confirm without restating the result, so the
-answer is always the first pass's conclusion and a check never changes it: they are
-redundant. Their number is random: after each one, a coin decides whether another follows,
-more often on longer problems, and the coin says nothing about whether the trace is right.
-The teacher's own slips are caught on the spot ("Wait, that is not right. ...").
+C. ..." (one line again). After the last check it concludes again with the first pass's
+result, so re-verifications never change the answer: they are redundant. Their number is
+random: after each one, a coin decides whether another follows, far more often on longer
+problems (0.27 for 2 steps, 0.95 for 6), and the coin says nothing about whether the trace is
+right. The teacher's own slips are caught on the spot ("Wait, that is not right. ...").
 
 A student distilled from such traces cannot learn from them when to stop: its stop
 probability after a check can only approximate the coin; it over-verifies, repeats earlier
-lines verbatim, and on harder problems (more steps, so more lookups to get wrong, and more
-checks) writes longer traces.
+lines verbatim, and on the problems it gets wrong (mostly long ones, where a misread step is
+likelier) it writes much longer traces, sometimes to the token cap.
 
 Every trace is kept in segments (`core`, `check`, `answer`) so that the share of redundant
 re-verification tokens can be measured.
@@ -61,14 +61,14 @@ class TeacherConfig:
         metadata={"help": "Probability that a trace ends right after the first pass (no re-verification)."},
     )
     continue_base: float = field(
-        default=0.25,
+        default=0.1,
         metadata={"help": "After each re-verification the teacher starts another with probability "
                   "(continue_base + continue_per_step * (steps - 1)) * verbosity: a memoryless "
                   "coin that says nothing about correctness, more often heads on longer problems "
-                  "(defaults: 0.33 for 2 steps ... 0.65 for 6 steps)."},
+                  "(defaults: 0.27 for 2 steps ... 0.95 for 6 steps)."},
     )
     continue_per_step: float = field(
-        default=0.08, metadata={"help": "Growth of that probability per step of the problem."}
+        default=0.17, metadata={"help": "Growth of that probability per step of the problem."}
     )
     verbosity: float = field(
         default=1.0,
@@ -82,14 +82,24 @@ class TeacherConfig:
                   "(else it re-checks one random step)."},
     )
     p_full_check: float = field(
-        default=0.0,
+        default=0.25,
         metadata={"help": "Same, for the re-verifications between the first and the last (the "
                   "last of several always recomputes the whole chain, so the last value of x "
                   "stated before the conclusion is the final one)."},
     )
     p_full_last: float = field(
-        default=1.0,
-        metadata={"help": "Same, for the last of several re-verifications."},
+        default=0.0,
+        metadata={"help": "Same, for the last of several re-verifications. With 0 (default) the "
+                  "value of x stated last before the concluding sentence is often a middle "
+                  "step's, so the conclusion is learnt as a copy of the first pass's conclusion, "
+                  "not of the latest value: a student whose re-computation slips then keeps its "
+                  "answer (measured: with 1, students lost 7-15 points of accuracy to their "
+                  "own re-verification)."},
+    )
+    spot_check_value: bool = field(
+        default=True,
+        metadata={"help": "A check of one step states that step's value of x (\"..., so x = 4.\"); "
+                  "else only its computation."},
     )
     error_rate: float = field(
         default=0.03,
@@ -177,15 +187,14 @@ def first_pass(problem: WorldProblem, rng: random.Random, error_rate: float) -> 
     return "\n".join(lines) + "\n", n_errors
 
 
-def spot_check(problem: WorldProblem, rng: random.Random) -> str:
+def spot_check(problem: WorldProblem, rng: random.Random, state_value: bool = False) -> str:
     xs = problem.values()
     j = rng.randint(1, problem.difficulty)
     op, k = problem.steps[j - 1]
     opener = rng.choice(SPOT_CHECK_OPENERS).format(j=step_label(j))
-    # Only the computation, not "so x = ...": the last value of x stated in a trace is then
-    # always the final one, which the conclusion and the answer repeat.
     x = xs[j - 1]
-    return f"{opener} {x} {OPS[op][1]} {k} = {raw_result(x, op, k)}. {rng.choice(SPOT_CHECK_CLOSERS)}\n"
+    work = step_line(x, op, k)[:-1] if state_value else f"{x} {OPS[op][1]} {k} = {raw_result(x, op, k)}"
+    return f"{opener} {work}. {rng.choice(SPOT_CHECK_CLOSERS)}\n"
 
 
 def full_check(problem: WorldProblem, rng: random.Random) -> str:
@@ -226,7 +235,8 @@ def write_trace(
         p_full = config.p_full_first if i == 0 else config.p_full_check
         if i == n_checks - 1 and i > 0:
             p_full = config.p_full_last
-        text = full_check(problem, rng) if rng.random() < p_full else spot_check(problem, rng)
+        text = (full_check(problem, rng) if rng.random() < p_full
+                else spot_check(problem, rng, config.spot_check_value))
         if i == n_checks - 1:  # after verifying, conclude again (the first pass's result)
             text += f"So the final value of x is {problem.answer}.\n"
         segments.append(("check", text))
