@@ -19,7 +19,7 @@ from stopwise.supervision import (
     write_traces,
 )
 from stopwise.supervision.sft import prepare
-from stopwise.world import build_world_tokenizer, make_traces, trace_record
+from stopwise.world import TeacherConfig, build_world_tokenizer, make_traces, trace_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,3 +249,22 @@ def test_build_level_tagged():
     # a trace without a `problem` field: the problem is recovered from the user turn
     bare = [{"messages": t["messages"]} for t in traces[:3]]
     assert [t["problem"] for t in build_level_tagged(bare, tok)] == [t["problem"] for t in traces[:3]]
+
+
+def test_data_cli_writes_sft_ready_traces(tmp_path, capsys):
+    from stopwise.cli import main
+    from stopwise.world import build_student
+    from stopwise.world.teacher import write_traces as write_world_traces
+
+    source = write_world_traces(tmp_path / "traces.jsonl", 30, 2, TeacherConfig(random_level_share=0.75))
+    student = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
+    out = tmp_path / "tagged.jsonl"
+    assert main(["data", "level-tagged", str(source), "--tokenizer", str(student), "--out", str(out)]) == 0
+    tagged = load_traces(out)  # what stopwise sft --data reads
+    assert len(tagged) == 30 and {t["level"] for t in tagged} == {"short", "medium", "long"}
+    for t in tagged:  # one level sentence, the one of the trace's length, whatever the source said
+        user = t["messages"][0]["content"]
+        assert [lv for lv, s in DEFAULT_LEVEL_INSTRUCTIONS.items() if s in user] == [t["level"]]
+    assert main(["data", "level-tagged", str(source), "--out", str(out)]) == 2
+    assert "needs --tokenizer" in capsys.readouterr().err
+    assert main(["data", "shortest-correct", str(tmp_path), "--out", str(out)]) == 2
