@@ -256,7 +256,7 @@ def test_data_cli_writes_sft_ready_traces(tmp_path, capsys):
     from stopwise.world import build_student
     from stopwise.world.teacher import write_traces as write_world_traces
 
-    source = write_world_traces(tmp_path / "traces.jsonl", 30, 2, TeacherConfig(random_level_share=0.75))
+    source = write_world_traces(tmp_path / "traces.jsonl", 30, 2, TeacherConfig(level_share=0.75))
     student = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
     out = tmp_path / "tagged.jsonl"
     assert main(["data", "level-tagged", str(source), "--tokenizer", str(student), "--out", str(out)]) == 0

@@ -177,27 +177,29 @@ def test_student_loads_with_its_own_tokenizer(tmp_path):
 
 
 
-def test_random_level_sentences_leave_the_traces_alone(tmp_path):
+def test_level_sentences_state_the_length_of_the_trace(tmp_path):
     from stopwise.world.teacher import write_traces
 
-    plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 400, 3).open()]
+    plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 600, 3).open()]
     mixed = [json.loads(line) for line in write_traces(
-        tmp_path / "b.jsonl", 400, 3, TeacherConfig(random_level_share=0.75)).open()]
-    # the assistant turns are the same, only some user turns gain a level sentence
+        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5)).open()]
+    # the assistant turns are the same, about half of the user turns gain a level sentence
     assert [r["messages"][1] for r in plain] == [r["messages"][1] for r in mixed]
-    found = []
+    tagged = []
     for p, m in zip(plain, mixed):
         extra = m["messages"][0]["content"].removeprefix(p["messages"][0]["content"])
         levels = [lv for lv, text in DEFAULT_LEVEL_INSTRUCTIONS.items() if text in extra]
-        assert len(levels) <= 1 and (levels or extra == "")
-        found += levels
-    assert 0.65 <= len(found) / 400 <= 0.85
-    assert all(0.25 <= found.count(lv) / len(found) <= 0.42 for lv in DEFAULT_LEVEL_INSTRUCTIONS)
-    # independent of the trace's length: mean thinking length per level within 15% of the mean
-    lengths = {lv: [len(m["messages"][1]["content"]) for m in mixed
-                    if DEFAULT_LEVEL_INSTRUCTIONS[lv] in m["messages"][0]["content"]]
-               for lv in DEFAULT_LEVEL_INSTRUCTIONS}
-    overall = sum(len(m["messages"][1]["content"]) for m in mixed) / len(mixed)
-    assert all(abs(sum(v) / len(v) / overall - 1) < 0.15 for v in lengths.values())
-    with pytest.raises(ValueError, match="random_level_share"):
-        TeacherConfig(random_level_share=1.5)
+        assert levels == ([m["level"]] if m.get("level") else []) and (levels or extra == "")
+        if levels:
+            tagged.append(m)
+    assert 0.4 <= len(tagged) / 600 <= 0.6
+    # within a number of steps, the level orders the thinking lengths
+    for steps in range(2, 7):
+        mean = {}
+        for lv in ("short", "medium", "long"):
+            lengths = [len(m["messages"][1]["content"]) for m in tagged
+                       if m["level"] == lv and m["difficulty"] == steps]
+            mean[lv] = sum(lengths) / len(lengths)
+        assert mean["short"] < mean["medium"] < mean["long"], (steps, mean)
+    with pytest.raises(ValueError, match="level_share"):
+        TeacherConfig(level_share=1.5)

@@ -65,9 +65,11 @@ class SFTRunConfig:
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
     world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
     world_level_share: float = field(
-        default=0.75,
-        metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
-                  "(TeacherConfig.random_level_share), so that TLDR can start from this student."},
+        default=0.5,
+        metadata={"help": "data: world: share of prompts that state the level of their trace's length "
+                  "(TeacherConfig.level_share): one student is then both the plain SFT student "
+                  "(plain prompts) and the level-tagged SFT baseline (level prompts), and TLDR "
+                  "starts from it."},
     )
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
     think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
@@ -204,7 +206,7 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
         from stopwise.world.teacher import write_traces as write_world_traces
 
         path = out / "traces.jsonl"
-        teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_level_share)
+        teacher = TeacherConfig(prompt=prompt, level_share=config.world_level_share)
         settings = {"n": config.world_traces, "seed": config.seed, "teacher": asdict(teacher)}
         settings_path = out / "traces.settings.json"
         stale = path.exists() and (

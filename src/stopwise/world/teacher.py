@@ -21,7 +21,7 @@ re-verification tokens can be measured.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stopwise.prompts import PromptConfig, user_message
@@ -109,17 +109,21 @@ class TeacherConfig:
         default_factory=PromptConfig,
         metadata={"help": "Prompt settings of the user turn (instruction, level)."},
     )
-    random_level_share: float = field(
+    level_share: float = field(
         default=0.0,
-        metadata={"help": "Share of prompts that carry a level sentence (short / medium / long, "
-                  "uniform) drawn independently of the trace: the student learns to read past "
-                  "such a sentence without learning what it means, which TLDR then teaches it. "
-                  "A student that never saw one is thrown off by it (measured: accuracy 0.69 -> "
-                  "0.23 with the short sentence)."},
+        metadata={"help": "Share of prompts that state the level of their trace's length: short / "
+                  "medium / long by terciles of thinking tokens among traces of the same number "
+                  "of steps (`stopwise.supervision.build_level_tagged`), the level sentence that "
+                  "evaluation and TLDR use. The rest carry none. A student trained on the mix "
+                  "answers plain prompts like a plain SFT student and follows level sentences "
+                  "like the level-tagged SFT baseline, and TLDR can start from it (a student "
+                  "that never saw a level sentence was thrown off by one: accuracy 0.69 -> 0.23; "
+                  "one that saw them at random learnt to ignore them, and TLDR moved every level "
+                  "alike)."},
     )
 
     def __post_init__(self):
-        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "random_level_share",
+        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "level_share",
                      "continue_per_step"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -282,12 +286,17 @@ def write_traces(
     """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`)."""
     config = config or TeacherConfig()
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
-    # A generator of its own: the traces are the same whatever the share of level sentences.
-    level_rng = random.Random(f"stopwise-levels/{seed}")
-    records = []
-    for i, t in enumerate(traces):
-        prompt = config.prompt
-        if level_rng.random() < config.random_level_share:
-            prompt = replace(prompt, level=level_rng.choice(sorted(prompt.level_instructions)))
-        records.append(trace_record(t, f"world-{split}-s{seed}-{i:05d}", prompt))
+    records = [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)]
+    if config.level_share > 0:
+        from stopwise.supervision.builders import build_level_tagged
+        from stopwise.world.student import build_world_tokenizer
+
+        tagged = build_level_tagged(records, build_world_tokenizer(), prompt=config.prompt, group_key="difficulty")
+        # A generator of its own: the traces are the same whatever the share of level sentences.
+        level_rng = random.Random(f"stopwise-levels/{seed}")
+        records = [
+            {**plain, "messages": level["messages"], "level": level["level"]}
+            if level_rng.random() < config.level_share else plain
+            for plain, level in zip(records, tagged)
+        ]
     return write_jsonl(path, records)
