@@ -27,7 +27,7 @@ class DemoConfig:
     n_tldr_problems: int = field(default=2000, metadata={"help": "Training problems offered to TLDR."})
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of every evaluation."})
     max_new_tokens: int = field(default=0, metadata={"help": "Evaluation cap (0: the world's default)."})
-    batch_size: int = field(default=50, metadata={"help": "Evaluation batch size."})
+    batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
     ts_values: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 5.0, 8.0, 16.0],
                                    metadata={"help": "Stop temperatures of the TS sweep."})
     budget_fractions: list[float] = field(default_factory=lambda: [0.35, 0.5, 0.65, 0.8, 1.0],
@@ -118,6 +118,11 @@ def run_demo(config: DemoConfig) -> dict:
         analyze_run(out / "eval" / "sft")
         return summary
 
+    def sft_levels_eval():
+        # The same student with a level sentence: the level-tagged SFT baseline (its training
+        # data states the length level of half of the traces).
+        return {level: evaluate(sft_dir, f"sft_{level}", level=level) for level in LEVELS}
+
     def sweeps(sft_summary: dict):
         base = EvalConfig(
             model=str(sft_dir), benchmark=str(test_file), out="",
@@ -133,7 +138,8 @@ def run_demo(config: DemoConfig) -> dict:
         if (tldr_dir / "tldr_summary.json").exists():
             return
         settings = {"model": str(sft_dir), "data": str(train_file), "out": str(tldr_dir), "seed": config.seed,
-                    "max_completion_length": cap, **DEMO_TLDR, **config.tldr}
+                    **DEMO_TLDR, **config.tldr}
+        settings["max_completion_length"] = min(settings["max_completion_length"], cap)
         if config.quick:
             settings.update(max_steps=2, num_generations=4, per_device_batch_size=8, save_steps=1)
         run_tldr(config_from_dict(settings, "demo"))
@@ -144,15 +150,18 @@ def run_demo(config: DemoConfig) -> dict:
     clock("world: problems", world)
     clock("SFT: train the student on teacher traces", sft)
     sft_summary = clock("SFT: evaluate and analyse", sft_eval)
+    sft_level_summaries = clock("SFT: evaluate with level sentences (level-tagged baseline)", sft_levels_eval)
     ts_sweep, budget_sweep = clock("sweeps: TS and budget forcing", lambda: sweeps(sft_summary))
     clock("TLDR: GRPO with the length-regularised reward", tldr)
     tldr_summaries = clock("TLDR: evaluate short / medium / long", tldr_eval)
 
     def report():
         runs = [load_run(out / "eval" / "sft", "SFT")] + [
+            load_run(out / "eval" / f"sft_{level}", f"SFT tagged {level}") for level in LEVELS] + [
             load_run(out / "eval" / f"tldr_{level}", f"TLDR {level}") for level in LEVELS]
         extra = {
             "sft": sft_summary,
+            "sft_levels": sft_level_summaries,
             "sweeps": {"ts": ts_sweep["points"], "budget": budget_sweep["points"]},
             "tldr": tldr_summaries,
             "wall_seconds": clock.total,
@@ -178,14 +187,17 @@ def build_report_json_wall(out: Path, wall: float) -> dict:
     return report
 
 
-# TLDR settings of the demo (see recipes/tldr_demo.yaml for what each means).
+# TLDR settings of the demo (recipes/tldr_demo.yaml says what each means and why).
 DEMO_TLDR = {
     "num_generations": 8,
-    "per_device_batch_size": 32,
-    "max_steps": 40,
-    "learning_rate": 5e-5,
+    "per_device_batch_size": 48,
+    "max_steps": 80,
+    "max_completion_length": 384,
+    "learning_rate": 1.5e-4,
     "beta": 0.0,
     "loss_type": "dapo",
+    "scale_rewards": "batch",
+    "temperature": 0.6,
     "save_steps": 10,
     "logging_steps": 1,
 }
