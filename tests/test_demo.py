@@ -10,10 +10,9 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     report = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False))
     summary_keys = {"accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "n_samples"}
     assert summary_keys <= set(report["sft"])
-    for stage in ("tldr", "sft_levels"):  # TLDR and the level-tagged SFT baseline
-        assert set(report[stage]) == {"short", "medium", "long"}
-        for level, s in report[stage].items():
-            assert summary_keys <= set(s) and s["level"] == level
+    assert set(report["tldr"]) == {"short", "medium", "long"}
+    for level, s in report["tldr"].items():
+        assert summary_keys <= set(s) and s["level"] == level
     for name in ("ts", "budget"):
         assert report["sweeps"][name]
         for p in report["sweeps"][name]:
@@ -22,7 +21,7 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     for name in ("report.json", "report.md", "report.html", "pareto.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
-    assert "| SFT |" in md and "| SFT tagged short |" in md and "| TLDR medium |" in md
+    assert "| SFT |" in md and "| TLDR medium |" in md
 
     # A second call reuses every finished stage: no sample is generated again.
     before = (out / "eval" / "sft" / "samples.jsonl").read_text()

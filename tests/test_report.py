@@ -3,7 +3,12 @@ import json
 import pytest
 
 from stopwise.cli import main
-from stopwise.report import compare_at_matched_tokens, interpolate
+from stopwise.report import (
+    compare_at_matched_tokens,
+    frontier_accuracy,
+    interpolate,
+    pareto_frontier,
+)
 
 
 def test_interpolation_and_matched_token_comparison():
@@ -17,6 +22,20 @@ def test_interpolation_and_matched_token_comparison():
     assert c["n_inside_ts_range"] == 2
     assert [r["ts_at_least_as_accurate"] for r in c["points"]] == [True, False]
     assert c["ts_share_at_least_as_accurate"] == 0.5
+
+
+def test_matched_tokens_read_off_the_frontier():
+    # a high stop temperature that spends more tokens for less accuracy (the answer phase
+    # grows when thinking is cut too early) is dominated: it must not drag TS down
+    ts = [{"mean_tokens": 200, "accuracy": 0.7}, {"mean_tokens": 250, "accuracy": 0.72},
+          {"mean_tokens": 260, "accuracy": 0.24}]
+    assert [p["accuracy"] for p in pareto_frontier(ts)] == [0.7, 0.72]
+    assert frontier_accuracy(ts, 225) == pytest.approx(0.71)
+    assert frontier_accuracy(ts, 255) == pytest.approx(0.72)  # best with at most 255 tokens
+    assert frontier_accuracy(ts, 190) is None and frontier_accuracy(ts, 261) is None
+    c = compare_at_matched_tokens(ts, [{"value": 120, "mean_tokens": 255, "accuracy": 0.66}])
+    assert c["ts_share_at_least_as_accurate"] == 1.0
+    assert c["points"][0]["ts_accuracy_neighbours"] == pytest.approx(0.48) and c["ts_share_neighbours"] == 0.0
 
 
 def test_report_from_runs_and_sweeps(tiny_model_dir, tmp_path):

@@ -41,6 +41,19 @@ def test_ts_sweep_is_monotone_in_stop_temperature(tiny_model_dir, tmp_path, caps
     assert_png(out / "pareto.png")
     assert "sweep.json" in capsys.readouterr().out
 
+    # A finished uncontrolled run can serve as the reference (and as T = 1): nothing regenerated.
+    from stopwise.engines import SamplingSettings
+    from stopwise.evaluation.runner import EvalConfig
+    from stopwise.evaluation.sweep import run_sweep
+
+    base = EvalConfig(model=str(tiny_model_dir), benchmark=str(bench), out="", batch_size=8, progress=False,
+                      sampling=SamplingSettings(temperature=1.0, max_new_tokens=40))
+    again = run_sweep(base, "ts", [1.0, 4.0], tmp_path / "ts2", reference_run=out / "none")
+    assert sorted(p.name for p in (tmp_path / "ts2").iterdir() if p.is_dir()) == ["ts_4"]
+    assert again["baseline"]["mean_tokens"] == sweep["baseline"]["mean_tokens"]
+    assert again["points"][0]["mean_tokens"] == sweep["baseline"]["mean_tokens"]
+    assert again["points"][1]["mean_tokens"] == sweep["points"][1]["mean_tokens"]
+
 
 def test_budget_sweep_respects_budgets_and_plots_together(tiny_model_dir, tmp_path):
     bench = write_benchmark(tmp_path / "b.jsonl")

@@ -28,9 +28,9 @@ class DemoConfig:
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of every evaluation."})
     max_new_tokens: int = field(default=0, metadata={"help": "Evaluation cap (0: the world's default)."})
     batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
-    ts_values: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 5.0, 8.0, 16.0],
-                                   metadata={"help": "Stop temperatures of the TS sweep."})
-    budget_fractions: list[float] = field(default_factory=lambda: [0.35, 0.5, 0.65, 0.8, 1.0],
+    ts_values: list[float] = field(default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0],
+                                   metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself)."})
+    budget_fractions: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.65, 0.8],
                                           metadata={"help": "Budgets of the budget-forcing sweep, as fractions of "
                                                     "the SFT student's mean thinking tokens (so the curves overlap)."})
     sft: dict = field(default_factory=dict, metadata={"help": "SFTRunConfig overrides."})
@@ -118,10 +118,6 @@ def run_demo(config: DemoConfig) -> dict:
         analyze_run(out / "eval" / "sft")
         return summary
 
-    def sft_levels_eval():
-        # The same student with a level sentence: the level-tagged SFT baseline (its training
-        # data states the length level of half of the traces).
-        return {level: evaluate(sft_dir, f"sft_{level}", level=level) for level in LEVELS}
 
     def sweeps(sft_summary: dict):
         base = EvalConfig(
@@ -131,8 +127,9 @@ def run_demo(config: DemoConfig) -> dict:
             batch_size=config.batch_size, progress=config.progress)
         mean_thinking = sft_summary["mean_thinking_tokens"]
         budgets = sorted({max(1, round(f * mean_thinking)) for f in config.budget_fractions})
-        return (run_sweep(base, "ts", config.ts_values, out / "sweeps" / "ts"),
-                run_sweep(base, "budget", budgets, out / "sweeps" / "budget"))
+        sft_run = out / "eval" / "sft"
+        return (run_sweep(base, "ts", config.ts_values, out / "sweeps" / "ts", reference_run=sft_run),
+                run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run))
 
     def tldr():
         if (tldr_dir / "tldr_summary.json").exists():
@@ -150,18 +147,15 @@ def run_demo(config: DemoConfig) -> dict:
     clock("world: problems", world)
     clock("SFT: train the student on teacher traces", sft)
     sft_summary = clock("SFT: evaluate and analyse", sft_eval)
-    sft_level_summaries = clock("SFT: evaluate with level sentences (level-tagged baseline)", sft_levels_eval)
     ts_sweep, budget_sweep = clock("sweeps: TS and budget forcing", lambda: sweeps(sft_summary))
     clock("TLDR: GRPO with the length-regularised reward", tldr)
     tldr_summaries = clock("TLDR: evaluate short / medium / long", tldr_eval)
 
     def report():
         runs = [load_run(out / "eval" / "sft", "SFT")] + [
-            load_run(out / "eval" / f"sft_{level}", f"SFT tagged {level}") for level in LEVELS] + [
             load_run(out / "eval" / f"tldr_{level}", f"TLDR {level}") for level in LEVELS]
         extra = {
             "sft": sft_summary,
-            "sft_levels": sft_level_summaries,
             "sweeps": {"ts": ts_sweep["points"], "budget": budget_sweep["points"]},
             "tldr": tldr_summaries,
             "wall_seconds": clock.total,
@@ -191,7 +185,7 @@ def build_report_json_wall(out: Path, wall: float) -> dict:
 DEMO_TLDR = {
     "num_generations": 8,
     "per_device_batch_size": 48,
-    "max_steps": 80,
+    "max_steps": 60,
     "max_completion_length": 384,
     "learning_rate": 1.5e-4,
     "beta": 0.0,

@@ -54,8 +54,13 @@ def summary_point(summary: dict, value=None, run_dir=None) -> dict:
     return point
 
 
-def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str | Path) -> dict:
-    """Evaluate `base` under `controller` at each value; the uncontrolled run is the reference."""
+def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str | Path,
+              reference_run: str | Path | None = None) -> dict:
+    """Evaluate `base` under `controller` at each value; the uncontrolled run is the reference.
+
+    `reference_run`: a finished uncontrolled run directory of the same model, benchmark and
+    sampling, used as the reference instead of generating it again (the demo's SFT run).
+    """
     from stopwise.controllers import ControllerConfig
     from stopwise.models import load_model_and_tokenizer
 
@@ -63,12 +68,19 @@ def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str |
     out.mkdir(parents=True, exist_ok=True)
     configs = [point_config(base, controller, v, out) for v in values]  # all invalid values fail first
     loaded = load_model_and_tokenizer(base.model, dtype=base.dtype)
-    reference = copy.deepcopy(base)
-    reference.out = str(out / "none")
-    reference.controller = ControllerConfig()
-    baseline = summary_point(run_eval(reference, loaded), run_dir=reference.out)
+    if reference_run is not None:
+        summary = json.loads((Path(reference_run) / "summary.json").read_text())
+        baseline = summary_point(summary, run_dir=str(reference_run))
+    else:
+        reference = copy.deepcopy(base)
+        reference.out = str(out / "none")
+        reference.controller = ControllerConfig()
+        baseline = summary_point(run_eval(reference, loaded), run_dir=reference.out)
     points = []
     for value, config in zip(values, configs):
+        if controller == "ts" and value == 1.0 and reference_run is not None:
+            points.append({**baseline, "value": 1.0})  # T = 1 is the identity (SPEC)
+            continue
         points.append(summary_point(run_eval(config, loaded), value=value, run_dir=config.out))
     sweep = {
         "controller": controller,

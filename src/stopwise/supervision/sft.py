@@ -63,7 +63,7 @@ class SFTRunConfig:
                   "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
+    world_traces: int = field(default=6000, metadata={"help": "data: world: number of teacher traces generated."})
     world_level_share: float = field(
         default=0.5,
         metadata={"help": "data: world: share of prompts that state the level of their trace's length "
