@@ -167,6 +167,8 @@ def test_recipes_validate():
     assert s1k.model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert (s1k.lr, s1k.epochs, s1k.bf16, s1k.assistant_only_loss) == (1e-5, 5, True, True)
     assert s1k.max_length >= 16384
+    s1k_7b = load_sft_config(REPO / "recipes" / "sft_qwen2.5_7b_s1k.yaml")
+    assert s1k_7b.model == "Qwen/Qwen2.5-7B-Instruct" and s1k_7b.gradient_checkpointing
     demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"out": "elsewhere"})
     assert demo.model == "world-student" and demo.data == "world" and demo.out == "elsewhere"
     assert demo.use_cpu and not demo.bf16
