@@ -63,13 +63,17 @@ class SFTRunConfig:
                   "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=6000, metadata={"help": "data: world: number of teacher traces generated."})
+    world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
+    world_random_level_share: float = field(
+        default=0.75,
+        metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
+                  "(TeacherConfig.random_level_share): the student reads past one, so TLDR can "
+                  "start from it."},
+    )
     world_level_share: float = field(
-        default=0.5,
-        metadata={"help": "data: world: share of prompts that state the level of their trace's length "
-                  "(TeacherConfig.level_share): one student is then both the plain SFT student "
-                  "(plain prompts) and the level-tagged SFT baseline (level prompts), and TLDR "
-                  "starts from it."},
+        default=0.0,
+        metadata={"help": "data: world: share of prompts that state their trace's length level "
+                  "(TeacherConfig.level_share): level-tagged SFT in the same student."},
     )
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
     think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
@@ -96,8 +100,9 @@ class SFTRunConfig:
             raise ValueError(f"SFTRunConfig.lr must be > 0, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("SFTRunConfig: set epochs > 0 or max_steps > 0")
-        if not 0 <= self.world_level_share <= 1:
-            raise ValueError(f"world_level_share must be in [0, 1], got {self.world_level_share}")
+        for name in ("world_random_level_share", "world_level_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"SFTRunConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.limit is not None and self.limit <= 0:
@@ -206,7 +211,8 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
         from stopwise.world.teacher import write_traces as write_world_traces
 
         path = out / "traces.jsonl"
-        teacher = TeacherConfig(prompt=prompt, level_share=config.world_level_share)
+        teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_random_level_share,
+                                level_share=config.world_level_share)
         settings = {"n": config.world_traces, "seed": config.seed, "teacher": asdict(teacher)}
         settings_path = out / "traces.settings.json"
         stale = path.exists() and (
@@ -214,7 +220,7 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
         if stale and last_checkpoint(out):
             raise ValueError(
                 f"{path} was written with other teacher settings than this run's (world_traces, "
-                f"world_level_share, seed, instruction), and {out} has checkpoints of a run on it; "
+                f"world_*level_share, seed, instruction), and {out} has checkpoints of a run on it; "
                 "use another out"
             )
         if stale or not path.exists():

@@ -21,7 +21,7 @@ re-verification tokens can be measured.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stopwise.prompts import PromptConfig, user_message
@@ -109,25 +109,29 @@ class TeacherConfig:
         default_factory=PromptConfig,
         metadata={"help": "Prompt settings of the user turn (instruction, level)."},
     )
+    random_level_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of prompts that carry a level sentence (short / medium / long, "
+                  "uniform) drawn independently of the trace, so the student reads past such a "
+                  "sentence (a student that never saw one was thrown off by it: accuracy 0.69 -> "
+                  "0.23) without learning what it means."},
+    )
     level_share: float = field(
         default=0.0,
-        metadata={"help": "Share of prompts that state the level of their trace's length: short / "
-                  "medium / long by terciles of thinking tokens among traces of the same number "
-                  "of steps (`stopwise.supervision.build_level_tagged`), the level sentence that "
-                  "evaluation and TLDR use. The rest carry none. A student trained on the mix "
-                  "answers plain prompts like a plain SFT student and follows level sentences "
-                  "like the level-tagged SFT baseline, and TLDR can start from it (a student "
-                  "that never saw a level sentence was thrown off by one: accuracy 0.69 -> 0.23; "
-                  "one that saw them at random learnt to ignore them, and TLDR moved every level "
-                  "alike)."},
+        metadata={"help": "Share of prompts that state the level of their trace's length instead: "
+                  "short / medium / long by terciles of thinking tokens among traces of the same "
+                  "number of steps (`stopwise.supervision.build_level_tagged`), the level-tagged "
+                  "SFT of SPEC Supervision (b). random_level_share + level_share <= 1."},
     )
 
     def __post_init__(self):
-        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "level_share",
+        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "random_level_share", "level_share",
                      "continue_per_step"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TeacherConfig.{name} must be in [0, 1], got {v}")
+        if self.random_level_share + self.level_share > 1:
+            raise ValueError("TeacherConfig.random_level_share + level_share must be <= 1")
         if self.verbosity < 0:
             raise ValueError(f"TeacherConfig.verbosity must be >= 0, got {self.verbosity}")
         if self.max_checks < 0:
@@ -287,16 +291,19 @@ def write_traces(
     config = config or TeacherConfig()
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
     records = [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)]
+    tagged = records
     if config.level_share > 0:
         from stopwise.supervision.builders import build_level_tagged
         from stopwise.world.student import build_world_tokenizer
 
         tagged = build_level_tagged(records, build_world_tokenizer(), prompt=config.prompt, group_key="difficulty")
-        # A generator of its own: the traces are the same whatever the share of level sentences.
-        level_rng = random.Random(f"stopwise-levels/{seed}")
-        records = [
-            {**plain, "messages": level["messages"], "level": level["level"]}
-            if level_rng.random() < config.level_share else plain
-            for plain, level in zip(records, tagged)
-        ]
+    # A generator of its own: the traces are the same whatever the share of level sentences.
+    level_rng = random.Random(f"stopwise-levels/{seed}")
+    levels = sorted(config.prompt.level_instructions)
+    for i, (plain, by_length) in enumerate(zip(records, tagged)):
+        u = level_rng.random()
+        if u < config.random_level_share:
+            records[i] = trace_record(traces[i], plain["id"], replace(config.prompt, level=level_rng.choice(levels)))
+        elif u < config.random_level_share + config.level_share:
+            records[i] = {**plain, "messages": by_length["messages"], "level": by_length["level"]}
     return write_jsonl(path, records)
