@@ -143,7 +143,7 @@ def test_resume_after_a_kill(tmp_path):
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert steps == sorted(set(steps))  # steps 7-12 trained once after the resume
     # a resumed run must train on the traces it started with, not on rewritten ones
-    changed = SFTRunConfig(**{**config.__dict__, "world_random_level_share": 0.0})
+    changed = SFTRunConfig(**{**config.__dict__, "world_level_share": 0.0})
     with pytest.raises(ValueError, match="other teacher settings"):
         run_sft(changed)
 

@@ -187,7 +187,7 @@ DEMO_TLDR = {
     "per_device_batch_size": 48,
     "max_steps": 60,
     "max_completion_length": 384,
-    "learning_rate": 1e-4,
+    "learning_rate": 1.5e-4,
     "beta": 0.0,
     "loss_type": "dapo",
     "scale_rewards": "batch",

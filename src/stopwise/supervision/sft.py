@@ -65,15 +65,17 @@ class SFTRunConfig:
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
     world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
     world_random_level_share: float = field(
-        default=0.75,
+        default=0.0,
         metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
                   "(TeacherConfig.random_level_share): the student reads past one, so TLDR can "
                   "start from it."},
     )
     world_level_share: float = field(
-        default=0.0,
+        default=0.5,
         metadata={"help": "data: world: share of prompts that state their trace's length level "
-                  "(TeacherConfig.level_share): level-tagged SFT in the same student."},
+                  "(TeacherConfig.level_share): one student is then both the plain SFT student "
+                  "(plain prompts) and the level-tagged SFT baseline (level prompts); TLDR starts "
+                  "from it."},
     )
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
     think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
