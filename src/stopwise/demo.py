@@ -30,7 +30,7 @@ class DemoConfig:
     batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
     ts_values: list[float] = field(default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0],
                                    metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself)."})
-    budget_fractions: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.65, 0.8],
+    budget_fractions: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.65],
                                           metadata={"help": "Budgets of the budget-forcing sweep, as fractions of "
                                                     "the SFT student's mean thinking tokens (so the curves overlap)."})
     sft: dict = field(default_factory=dict, metadata={"help": "SFTRunConfig overrides."})
