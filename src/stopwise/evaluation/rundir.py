@@ -22,6 +22,18 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(path: str | Path, records: list[dict]) -> Path:
+    """Write one JSON object per line, atomically (a killed writer leaves the old file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def read_samples(path: Path) -> list[dict]:
     if not path.exists():
         return []

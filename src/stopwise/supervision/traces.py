@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stopwise.evaluation.rundir import write_jsonl
 from stopwise.prompts import PromptConfig, user_message
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -237,11 +238,4 @@ def validate_traces(traces: list[dict], fmt: TraceFormat | None = None, source: 
 
 def write_traces(path: str | Path, traces: list[dict]) -> Path:
     """Write traces as JSONL (what `load_traces` and `run_sft` read)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for t in traces:
-            f.write(json.dumps(t) + "\n")
-    tmp.replace(path)
-    return path
+    return write_jsonl(path, traces)

@@ -14,10 +14,11 @@ split (train or test) by a hash of its content, so splits drawn with any seeds a
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+from stopwise.evaluation.rundir import write_jsonl
 
 MODULUS = 10
 SPLITS = ("train", "test")
@@ -163,17 +164,6 @@ def generate_problems(
 
 def problem_from_record(record: dict) -> WorldProblem:
     return WorldProblem(start=int(record["start"]), steps=tuple((op, int(k)) for op, k in record["steps"]))
-
-
-def write_jsonl(path: str | Path, records: list[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def write_split(
