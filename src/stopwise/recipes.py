@@ -3,6 +3,9 @@ plus `--set key=value` overrides (values parsed as YAML)."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -34,3 +37,28 @@ def parse_overrides(items: list[str]) -> dict:
         key, value = item.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def config_values(values, config_cls, source: str, float_keys: Iterable[str] = ()) -> dict:
+    """A recipe mapping checked against `config_cls`'s fields: an unknown key is an error naming
+    it (with the closest field), and `float_keys` written as strings become numbers (YAML
+    reads 1e-5, without a dot, as a string)."""
+    name = config_cls.__name__
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping of {name} keys")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            raise ValueError(
+                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; see {name} for the keys"
+            )
+    values = dict(values)
+    for key in float_keys:
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = float(values[key])
+            except ValueError:
+                raise ValueError(f"{source}: {key} must be a number, got {values[key]!r}") from None
+    return values

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
-from stopwise.recipes import parse_overrides, read_recipe
+from stopwise.recipes import config_values, parse_overrides, read_recipe
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -128,26 +128,7 @@ FLOAT_KEYS = ("epochs", "lr", "warmup_ratio", "weight_decay", "adam_beta2")
 
 def sft_config_from_dict(values: dict, source: str = "config") -> SFTRunConfig:
     """An SFTRunConfig from a mapping; unknown keys and bad values are errors naming the key."""
-    import difflib
-
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a mapping of SFTRunConfig keys")
-    known = {f.name for f in fields(SFTRunConfig)}
-    for key in values:
-        if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            raise ValueError(
-                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + "; see SFTRunConfig for the keys"
-            )
-    values = dict(values)
-    for key in FLOAT_KEYS:
-        # YAML reads 1e-5 (no dot) as a string; accept numbers written that way.
-        if isinstance(values.get(key), str):
-            try:
-                values[key] = float(values[key])
-            except ValueError:
-                raise ValueError(f"{source}: {key} must be a number, got {values[key]!r}") from None
+    values = config_values(values, SFTRunConfig, source, FLOAT_KEYS)
     try:
         return SFTRunConfig(**values)
     except (TypeError, ValueError) as err:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
-from stopwise.recipes import parse_overrides, read_recipe
+from stopwise.recipes import config_values, parse_overrides, read_recipe
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
 from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
 
@@ -291,23 +291,9 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> TLDRConfig:
 
 
 def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
-    known = {f.name for f in dataclasses.fields(TLDRConfig)}
-    for key in data:
-        if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            raise ValueError(
-                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + "; see TLDRConfig for the keys"
-            )
-    data = dict(data)
-    for key in ("learning_rate", "beta", "temperature", "top_p", "num_train_epochs",
-                "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps"):
-        # YAML reads 1e-6 as a string (no dot); accept numbers written that way.
-        if isinstance(data.get(key), str):
-            try:
-                data[key] = float(data[key])
-            except ValueError:
-                raise ValueError(f"{source}: {key} must be a number, got {data[key]!r}") from None
+    data = config_values(data, TLDRConfig, source, (
+        "learning_rate", "beta", "temperature", "top_p", "num_train_epochs",
+        "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps"))
     try:
         return TLDRConfig(**data)
     except ValueError as err:
