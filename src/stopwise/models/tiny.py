@@ -32,13 +32,17 @@ def _corpus(seed: int = 0, n: int = 3000) -> list[str]:
     return lines
 
 
-def train_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None, template: str = CHAT_TEMPLATE):
-    """A byte-level BPE tokenizer (no unknown tokens) with ChatML specials and think tags."""
+def train_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None, template: str = CHAT_TEMPLATE,
+                    pre_tokenizer=None):
+    """A byte-level BPE tokenizer (no unknown tokens) with ChatML specials and think tags.
+
+    `pre_tokenizer`: a `tokenizers` pre-tokenizer to use instead of plain byte-level splitting
+    (it must end in byte-level encoding)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -30,8 +30,6 @@ from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS
 from stopwise.world.problems import generate_problems
 from stopwise.world.teacher import TeacherConfig, write_trace
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-THINK_TOKENS = ["<think>", "</think>"]
 # GPT-2's pre-tokenization, except that digits are isolated one by one.
 SPLIT_PATTERN = (
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -67,33 +65,15 @@ def tokenizer_corpus(n_traces: int = 400, seed: int = 0) -> list[str]:
 
 def build_world_tokenizer(vocab_size: int = 512, seed: int = 0, template: str = CHAT_TEMPLATE):
     """A `PreTrainedTokenizerFast` for the world (see the module docstring)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, pre_tokenizers
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(tokenizer_corpus(seed=seed), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        unk_token=None,
-    )
-    fast.add_tokens(THINK_TOKENS)  # ordinary tokens, not special
-    fast.chat_template = template
+    from stopwise.models.tiny import train_tokenizer
+
+    pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    fast = train_tokenizer(vocab_size, tokenizer_corpus(seed=seed), template, pre_tokenizer=pre_tokenizer)
     fast.padding_side = "left"
     return fast
 
