@@ -203,3 +203,15 @@ def test_level_sentences_state_the_length_of_the_trace(tmp_path):
         assert mean["short"] < mean["medium"] < mean["long"], (steps, mean)
     with pytest.raises(ValueError, match="level_share"):
         TeacherConfig(level_share=1.5)
+    with pytest.raises(ValueError, match="<= 1"):
+        TeacherConfig(level_share=0.6, random_level_share=0.6)
+    # random sentences instead: same share, but they say nothing about the trace's length
+    random_mix = [json.loads(line) for line in write_traces(
+        tmp_path / "c.jsonl", 600, 3, TeacherConfig(random_level_share=0.5)).open()]
+    assert [r["messages"][1] for r in plain] == [r["messages"][1] for r in random_mix]
+    stated = {lv: [len(m["messages"][1]["content"]) for m in random_mix
+                   if DEFAULT_LEVEL_INSTRUCTIONS[lv] in m["messages"][0]["content"]]
+              for lv in DEFAULT_LEVEL_INSTRUCTIONS}
+    assert 0.4 <= sum(map(len, stated.values())) / 600 <= 0.6
+    overall = sum(len(m["messages"][1]["content"]) for m in random_mix) / 600
+    assert all(abs(sum(v) / len(v) / overall - 1) < 0.2 for v in stated.values())

@@ -300,10 +300,12 @@ def write_traces(
     # A generator of its own: the traces are the same whatever the share of level sentences.
     level_rng = random.Random(f"stopwise-levels/{seed}")
     levels = sorted(config.prompt.level_instructions)
-    for i, (plain, by_length) in enumerate(zip(records, tagged)):
+    out = []
+    for trace, plain, by_length in zip(traces, records, tagged):
         u = level_rng.random()
         if u < config.random_level_share:
-            records[i] = trace_record(traces[i], plain["id"], replace(config.prompt, level=level_rng.choice(levels)))
+            plain = trace_record(trace, plain["id"], replace(config.prompt, level=level_rng.choice(levels)))
         elif u < config.random_level_share + config.level_share:
-            records[i] = {**plain, "messages": by_length["messages"], "level": by_length["level"]}
-    return write_jsonl(path, records)
+            plain = {**plain, "messages": by_length["messages"], "level": by_length["level"]}
+        out.append(plain)
+    return write_jsonl(path, out)
