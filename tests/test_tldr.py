@@ -181,6 +181,10 @@ def test_recipes_load(recipe):
         assert args.use_vllm and args.vllm_mode == "colocate" and args.num_generations == 8
     else:
         assert config.num_generations == 8
+    if "levels" in recipe.name:
+        # the KL anchor needs a reference model: the GRPOConfig must carry beta
+        args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
+        assert args.beta == config.beta > 0 and args.max_completion_length == config.max_completion_length
 
 
 def test_accelerate_configs():
