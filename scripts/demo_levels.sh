@@ -5,12 +5,13 @@
 #
 #   bash scripts/demo_levels.sh [DEMO_DIR=runs/demo] [OUT=runs/levels]
 #
-# Every step resumes or is skipped when its output exists. Results: OUT/summary.tsv (accuracy
-# and mean tokens of the SFT student, the level-tagged SFT student and TLDR at each level) and
-# OUT/report (table, Pareto plot, histograms, an example trace).
+# Every step resumes or is skipped when its output exists. Results: OUT/report (accuracy and
+# mean tokens of the SFT student, the level-tagged SFT student and TLDR at each level, Pareto
+# plot, histograms).
 set -euo pipefail
 DEMO=${1:-runs/demo}
 OUT=${2:-runs/levels}
+RECIPE="$(cd "$(dirname "$0")/.." && pwd)/recipes/tldr_demo_levels.yaml"
 mkdir -p "$OUT"
 [ -f "$DEMO/sft/sft_run.json" ] || stopwise demo --out "$DEMO"
 EVAL=(--benchmark "$DEMO/world/test.jsonl" --temperature 0.6 --top-p 1 --max-new-tokens 768 --batch-size 100)
@@ -21,25 +22,13 @@ EVAL=(--benchmark "$DEMO/world/test.jsonl" --temperature 0.6 --top-p 1 --max-new
     --group-by difficulty --out "$OUT/tagged.jsonl"
 [ -f "$OUT/tagged-sft/sft_run.json" ] || stopwise sft --model "$DEMO/sft" --data "$OUT/tagged.jsonl" \
     --out "$OUT/tagged-sft" --set lr=1e-3 --set epochs=1
-[ -f "$OUT/tldr/tldr_summary.json" ] || stopwise tldr --config recipes/tldr_demo_levels.yaml \
+[ -f "$OUT/tldr/tldr_summary.json" ] || stopwise tldr --config "$RECIPE" \
     --model "$OUT/tagged-sft" --data "$DEMO/world/train.jsonl" --out "$OUT/tldr"
 
 for level in short medium long; do
     stopwise eval --model "$OUT/tagged-sft" "${EVAL[@]}" --level $level --out "$OUT/eval/tagged-sft_$level"
     stopwise eval --model "$OUT/tldr" "${EVAL[@]}" --level $level --out "$OUT/eval/tldr_$level"
 done
-python - "$DEMO" "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-demo, out = Path(sys.argv[1]), Path(sys.argv[2])
-runs = [("SFT", demo / "eval/sft")] + [(f"{m} {lv}", out / f"eval/{d}_{lv}")
-        for m, d in (("level-tagged SFT", "tagged-sft"), ("TLDR", "tldr")) for lv in ("short", "medium", "long")]
-rows = ["run\taccuracy\tmean_tokens"]
-for name, path in runs:
-    s = json.loads((path / "summary.json").read_text())
-    rows.append(f"{name}\t{s['accuracy']:.3f}\t{s['mean_tokens']:.1f}")
-(out / "summary.tsv").write_text("\n".join(rows) + "\n")
-print("\n".join(rows))
-PY
 stopwise report "$DEMO/eval/sft" "$OUT"/eval/tagged-sft_* "$OUT"/eval/tldr_* --out "$OUT/report" > /dev/null
+sed -n '/^| method/,/^$/p' "$OUT/report/report.md"
 echo "report: $OUT/report/report.md"
