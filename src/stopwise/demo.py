@@ -118,7 +118,6 @@ def run_demo(config: DemoConfig) -> dict:
         analyze_run(out / "eval" / "sft")
         return summary
 
-
     def sweeps(sft_summary: dict):
         base = EvalConfig(
             model=str(sft_dir), benchmark=str(test_file), out="",
