@@ -109,6 +109,30 @@ def test_assistant_only_mask(tmp_path):
         assert all(lab == -100 for lab in labels[:first])
 
 
+def test_logits_loss_equals_the_fused_loss(tmp_path):
+    import torch
+    from trl import SFTTrainer
+
+    traces = world_traces(6)
+    trainers = {}
+    for fused in (None, True):
+        config = SFTRunConfig(out=str(tmp_path / f"run-{fused}"), quick=True, progress=False,
+                              fused_loss=fused, student={"hidden_size": 32})
+        trainers[fused] = prepare(config, traces=traces)[0]
+    # the demo student's 500-token vocabulary picks the logits loss; True forces TRL's own
+    assert type(trainers[None]).__name__ == "LogitsLossSFTTrainer"
+    assert type(trainers[True]) is SFTTrainer
+    batch = trainers[True].data_collator([trainers[True].train_dataset[i] for i in range(4)])
+    n_labelled = (batch["labels"][:, 1:] != -100).sum()
+    losses = {}
+    for fused, trainer in trainers.items():
+        trainer.model.load_state_dict(trainers[True].model.state_dict())  # same weights
+        with torch.no_grad():
+            losses[fused] = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n_labelled)
+    assert losses[None].item() > 1.0  # an untrained model: far from zero
+    assert torch.allclose(losses[None], losses[True], rtol=1e-4)
+
+
 def test_quick_sft_lowers_the_loss_and_saves_a_model(tmp_path):
     from stopwise.models import load_model_and_tokenizer
 
