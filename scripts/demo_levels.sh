@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo's TLDR levels, separated: SFT student -> level-tagged second SFT stage -> TLDR with a
-# KL anchor -> evaluation at each level, all with the stopwise CLI. About 11 minutes on 2 cores
+# KL anchor -> evaluation at each level, all with the stopwise CLI. About 10 minutes on 2 cores
 # after `stopwise demo` (which it reuses: its SFT student, world and held-out problems).
 #
 #   bash scripts/demo_levels.sh [DEMO_DIR=runs/demo] [OUT=runs/levels]
@@ -17,11 +17,12 @@ mkdir -p "$OUT"
 EVAL=(--benchmark "$DEMO/world/test.jsonl" --temperature 0.6 --top-p 1 --max-new-tokens 768 --batch-size 100)
 
 # (b) of SPEC Supervision: every SFT trace tagged with its length tercile among traces of the
-# same number of steps; one more epoch from the SFT student.
+# same number of steps; two more epochs from the SFT student (one left the student's medium and
+# long levels 7% apart, two 12%).
 [ -f "$OUT/tagged.jsonl" ] || stopwise data level-tagged "$DEMO/sft/traces.jsonl" --tokenizer "$DEMO/sft" \
     --group-by difficulty --out "$OUT/tagged.jsonl"
 [ -f "$OUT/tagged-sft/sft_run.json" ] || stopwise sft --model "$DEMO/sft" --data "$OUT/tagged.jsonl" \
-    --out "$OUT/tagged-sft" --set lr=1e-3 --set epochs=1
+    --out "$OUT/tagged-sft" --set lr=1e-3 --set epochs=2
 [ -f "$OUT/tldr/tldr_summary.json" ] || stopwise tldr --config "$RECIPE" \
     --model "$OUT/tagged-sft" --data "$DEMO/world/train.jsonl" --out "$OUT/tldr"
 
