@@ -308,7 +308,6 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    LogitsLossSFTTrainer = _logits_loss_trainer()
     config = _apply_quick(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -363,7 +362,7 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     )
     args.update(config.trainer_args)
     fused = config.fused_loss if config.fused_loss is not None else len(tokenizer) >= SMALL_VOCAB
-    trainer = (SFTTrainer if fused else LogitsLossSFTTrainer)(
+    trainer = (SFTTrainer if fused else _logits_loss_trainer())(
         model=model,
         args=SFTConfig(**args),
         train_dataset=dataset,
