@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo's TLDR levels, separated: SFT student -> level-tagged second SFT stage -> TLDR with a
-# KL anchor -> evaluation at each level, all with the stopwise CLI. About 10 minutes on 2 cores
+# KL anchor -> evaluation at each level, all with the stopwise CLI. About 11 minutes on 2 cores
 # after `stopwise demo` (which it reuses: its SFT student, world and held-out problems).
 #
 #   bash scripts/demo_levels.sh [DEMO_DIR=runs/demo] [OUT=runs/levels]
