@@ -6,7 +6,7 @@
   `StopRankRecorder` (observer). One instance per generate call (or `reset()`).
 - `config`: `ControllerConfig` and `make_controller(config, tokenizer, fmt)`.
 
-Where they go in HF `generate` (transformers 5.23, `GenerationMixin._get_logits_processor`):
+Where they go in HF `generate` (transformers 5.17, `GenerationMixin._get_logits_processor`):
 generate's own non-warper processors (repetition penalty, no-repeat-ngram, bad words, min length,
 suppress tokens, ...) come first, then the `logits_processor` list passed to `generate` in the
 given order, then (only with `do_sample=True`) generate's own warpers: temperature, top-h, top-k,
