@@ -6,14 +6,17 @@ Run with `pytest -s` to see the measured numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from stopwise import grading
 from stopwise.benchmarks import BENCHMARKS, load_benchmark
 from stopwise.grading import (
+    GRADE_TASK,
     answer_phase,
     extract_answer,
     get_pool,
@@ -22,8 +25,25 @@ from stopwise.grading import (
     grade_samples,
     is_correct,
 )
-from stopwise.grading.extract import normalize_for_match, split_top_level
+from stopwise.grading.extract import final_boxes, split_top_level
 from stopwise.grading.pool import GradingPool
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_cases():
+    spec = importlib.util.spec_from_file_location("grading_cases", REPO / "benchmarks" / "grading_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def normalize(ans) -> str:
+    """A conservative canonical string (equal strings mean equal answers)."""
+    s = ", ".join(ans) if isinstance(ans, list) else ans
+    for old in ("\\left", "\\right", "\\dfrac", "\\tfrac", "\\!", "\\,", " "):
+        s = s.replace(old, "\\frac" if "frac" in old else "")
+    return s.strip("$").rstrip(".")
 
 
 def boxed(answer) -> str:
@@ -47,28 +67,43 @@ def benchmarks(data_dir):
 
 @pytest.mark.parametrize("text, expected", [
     ("so \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),
+    ("\\boxed{1}, \\boxed{2}", "1,2"),  # joined by "," / "and": one set
     ("first \\boxed{1}, then \\boxed{2}", "2"),
+    ("first \\boxed{1}. That was wrong, so \\boxed{2}", "2"),  # an intermediate box does not count
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
     ("\\fbox{7}", "7"),
-    ("$\\framebox{204}$ minutes", "204"),
     ("hence \\boxed 5.", "5"),
     ("\\boxed{3} and a truncated \\boxed{\\frac{1}{2", "3"),
     ("\\boxed{\\textbf{(073)}}", "073"),
-    ("\\boxed{}\nFinal Answer: 9", "9"),
-    ("Final Answer: 42", "42"),
-    ("Final Answer:\n\n$\\frac{3}{4}$\n", "\\frac{3}{4}"),
     ("Final Answer: The final answer is $27$. I hope it is correct.", "27"),
     ("**Final Answer:** 17", "17"),
-    ("So the answer is 12 apples.", "12"),
+    ("The domain is $[0,1)$.", "[0,1)"),
+    ("So $x = \\frac{1+\\sqrt{5}}{2}$.", "x = \\frac{1+\\sqrt{5}}{2}"),
     ("Thus the answer is $x=3$.", "x=3"),
-    ("The final answer is \\(\\frac{1}{2}\\).", "\\frac{1}{2}"),
-    ("I got 1,234 first and then -5.5 at the end", "-5.5"),
-    ("x-3 = 7", "7"),
     ("no numbers at all", None),
     ("", None),
 ])
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
+
+
+def test_a_completion_cut_at_the_cap_counts_only_with_a_box():
+    assert extract_answer("so x = 7", hit_cap=True) is None
+    assert extract_answer("so \\boxed{7} and then", hit_cap=True) == "7"
+    assert not is_correct("<think>Add 3, so x = 7", "7", hit_cap=True)
+    assert is_correct("<think>Add 3, so x = 7", "7")  # not cut: math-verify's own extraction
+    assert is_correct("<think>..</think>It is \\boxed{7}. Let me also", "7", hit_cap=True)
+    # grade_samples reads the cut from the sample's hit_cap
+    out = grade_samples([{"problem_id": "a", "completion": "</think>x = 7", "gold": "7", "hit_cap": hit}
+                         for hit in (False, True)])
+    assert [(s["correct"], s["grade_status"]) for s in out] == [(True, "verified"), (False, "no_answer")]
+
+
+def test_final_boxes_unbox_intermediate_ones():
+    assert final_boxes("a \\boxed{1} b \\boxed{2} and \\boxed{3}.") == (["2", "3"], "a {1} b \\boxed{2} and \\boxed{3}.")
+    assert final_boxes("so $x = \\boxed{3}$ or $x = \\boxed{-3}$")[0] == ["3", "-3"]
+    assert final_boxes("\\boxed{\\boxed{5}} \\boxed{104.}")[0] == ["\\boxed{5}", "104"]
+    assert final_boxes("no box") == ([], "no box")
 
 
 def test_answer_phase():
@@ -84,15 +119,38 @@ def test_answer_phase():
     "\\boxed{" + "$a\\$" * 50_000 + "}",  # escaped dollars everywhere
     "\\boxed{" + " " * 200_000 + "x}",
     "\\boxed{" + "\\textbf{" * 20_000 + "}" * 20_000 + "}",
+    "\\boxed{1} , " * 50_000,
     "Final Answer: " + "1," * 100_000 + "x",
-    "Final Answer: " + "$a\\$" * 50_000,
     "the answer is " + "9" * 200_000 + "\n" + " " * 100_000,
 ])
-def test_extraction_is_fast_on_degenerate_text(text):
+def test_degenerate_text_is_graded_within_the_timeout(text):
     start = time.perf_counter()
-    extract_answer(text)
-    grading.candidates(text, ["1", "2"])
+    grading.candidates(text, ["1", "2"])  # the string work in the calling process
     assert time.perf_counter() - start < 2.0
+    start = time.perf_counter()
+    assert is_correct(text, "2", timeout=1.0) is False
+    assert time.perf_counter() - start < 1.0 + 0.5 + 1.5  # timeout, grace, a worker restart
+
+
+def test_grading_cases_agree_with_their_verdicts():
+    """benchmarks/grading_cases.py: at least as faithful as plain math-verify, no false positive."""
+    from math_verify import parse, verify
+
+    cases = load_cases().CASES
+    grades = grade_details([c["completion"] for c in cases], [c["gold"] for c in cases],
+                           hit_cap=[c["hit_cap"] for c in cases])
+    plain = [bool(verify(parse("$" + (", ".join(c["gold"]) if isinstance(c["gold"], list) else c["gold"]) + "$"),
+                         parse(c["completion"]))) for c in cases]
+    ours = sum(g.correct == c["expected"] for g, c in zip(grades, cases))
+    theirs = sum(p == c["expected"] for p, c in zip(plain, cases))
+    misses = [(c["kind"], c["gold"], c["completion"][-60:], g.prediction) for g, c in zip(grades, cases)
+              if g.correct != c["expected"]]
+    print(f"\n[grader] {len(cases)} cases: stopwise {ours}, plain math-verify {theirs}; misses: {misses}")
+    assert len(cases) >= 100
+    assert ours >= theirs
+    assert not [m for m, g, c in zip(misses, grades, cases) if g.correct and not c["expected"]]
+    # the one miss: "\$18" in text mode, which math-verify does not read (nor does plain usage)
+    assert [m[1] for m in misses] == ["18"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,7 +221,13 @@ def test_list_gold_needs_every_part():
 def test_grade_details_reports_prediction_and_status():
     grades = grade_details(["</think>\\boxed{4}", "</think>nothing", "</think>\\boxed{\\frac{2}{4}}"], ["4", "4", "0.5"])
     assert [(g.prediction, g.correct, g.status) for g in grades] == [
-        ("4", True, "match"), (None, False, "no_answer"), ("\\frac{2}{4}", True, "verified")]
+        ("4", True, "verified"), (None, False, "no_answer"), ("\\frac{2}{4}", True, "verified")]
+
+
+def test_a_gold_math_verify_cannot_read_is_reported():
+    grades = grade_details(["</think>\\boxed{t(0,4]}", "</think>\\boxed{5}"], ["t(0,4]", "t(0,4]"])
+    assert [g.status for g in grades] == ["gold_unparsed", "gold_unparsed"]
+    assert [g.correct for g in grades] == [True, False]  # compared as strings
 
 
 def test_grade_samples(benchmarks):
@@ -189,23 +253,17 @@ def test_grade_samples(benchmarks):
 
 
 def test_human_solutions_grade_as_correct(benchmarks):
-    for name, need in (("math500", 0.99), ("aime24", 29 / 30)):
+    for name in ("math500", "aime24"):
         problems = benchmarks[name]
         start = time.perf_counter()
-        grades = grade_details([p.meta["solution"] for p in problems], [p.answer for p in problems])
+        grades = grade_details([p.meta["solution"] for p in problems], [p.answer for p in problems], eot=None)
         ok = sum(g.correct for g in grades)
         print(f"\n[grader] {name}: human solutions graded correct {ok}/{len(problems)} "
               f"({ok / len(problems):.1%}) in {time.perf_counter() - start:.2f}s")
         for p, g in zip(problems, grades):
             if not g.correct:
                 print(f"   wrong: {p.id} gold={p.answer!r} prediction={g.prediction!r} ({g.status})")
-        assert ok / len(problems) >= need - 1e-9
-        # the same through math-verify alone (no string shortcut)
-        tasks = [(":verify_answer", (grading.candidates(p.meta["solution"], p.answer), p.answer))
-                 for p in problems]
-        mv = sum(r.ok and r.value is True for r in get_pool().run(tasks, timeout=5.0))
-        print(f"[grader] {name}: the same with math-verify alone: {mv}/{len(problems)}")
-        assert mv / len(problems) >= need - 1e-9
+        assert ok == len(problems)
 
 
 def test_own_gold_boxed_scores_100_percent(benchmarks):
@@ -226,14 +284,19 @@ def test_own_gold_boxed_scores_100_percent(benchmarks):
 def test_gold_answers_verify_against_themselves_in_math_verify(benchmarks):
     """No shortcut: every gold answer parses and equals itself under math-verify."""
     names = ("math500", "aime24", "amc23", "olympiadbench")
-    tasks = [(":verify_answer", ([p.answer], p.answer)) for n in names for p in benchmarks[n]]
+    golds = [p.answer for n in names for p in benchmarks[n]]
+    tasks = [(GRADE_TASK, (None, grading.candidates(f"\\boxed{{{', '.join(g) if isinstance(g, list) else g}}}", g)[1],
+                           g, [])) for g in golds]
     start = time.perf_counter()
     results = get_pool().run(tasks, timeout=5.0)
     took = time.perf_counter() - start
-    ok = sum(r.ok and r.value is True for r in results)
+    ok = sum(r.ok and r.value[1] is True for r in results)
+    unread = [g for g, r in zip(golds, results) if r.value[2] == "gold_unparsed"]
     print(f"\n[grader] math-verify self-check of {len(tasks)} gold answers: {ok}/{len(tasks)} "
-          f"in {took:.2f}s ({len(tasks) / took:.0f}/s with {get_pool().n_workers} worker(s))")
+          f"in {took:.2f}s ({len(tasks) / took:.0f}/s with {get_pool().n_workers} worker(s)); "
+          f"math-verify reads no value from {unread}")
     assert ok == len(tasks)
+    assert len(unread) <= 2  # olympiadbench's "m_{\\max }=n^{2}-n-1" and "t(0,4]"
 
 
 def test_another_problems_gold_scores_at_most_1_percent(benchmarks):
@@ -242,16 +305,14 @@ def test_another_problems_gold_scores_at_most_1_percent(benchmarks):
         golds = [p.answer for p in problems]
         shifted = golds[1:] + golds[:1]
 
-        def key(a):
-            return normalize_for_match(", ".join(a) if isinstance(a, list) else a)
-
+        key = normalize
         # neighbours with the very same answer are right to match: leave them out
         pairs = [(s, g) for s, g in zip(shifted, golds) if key(s) != key(g)]
         start = time.perf_counter()
         grades = grade_details([as_completion(s) for s, _ in pairs], [g for _, g in pairs])
         took = time.perf_counter() - start
         fp = [(s, g) for (s, g), r in zip(pairs, grades) if r.correct]
-        verified = sum(r.status == "verified" for r in grades)
+        verified = sum(r.status != "no_answer" for r in grades)
         print(f"\n[grader] {name}: the next problem's gold graded correct {len(fp)}/{len(pairs)} "
               f"({len(fp) / len(pairs):.2%}; {len(golds) - len(pairs)} identical neighbours left out; "
               f"{verified} math-verify calls in {took:.2f}s)")
@@ -352,7 +413,7 @@ def test_slow_or_stuck_verify_never_hangs_is_correct(stuck_module, monkeypatch):
     grading.configure(workers=1)
     assert is_correct("</think>\\boxed{x+1}", "1+x")  # the real verify, and a warm worker
     for task, bound in (("slow", 1.0 + 0.5), ("stuck", 1.0 + 0.5 + 1.5)):
-        monkeypatch.setattr(grading, "VERIFY_TASK", f"{stuck_module}:{task}")
+        monkeypatch.setattr(grading, "GRADE_TASK", f"{stuck_module}:{task}")
         start = time.perf_counter()
         result = is_correct("</think>\\boxed{x+1}", "1+x", timeout=1.0)
         took = time.perf_counter() - start
@@ -368,7 +429,7 @@ def test_slow_or_stuck_verify_never_hangs_is_correct(stuck_module, monkeypatch):
         thread.start()
         thread.join(timeout=30)
         assert box == [False]
-    monkeypatch.setattr(grading, "VERIFY_TASK", ":verify_answer")
+    monkeypatch.setattr(grading, "GRADE_TASK", ":grade_answer")
     assert is_correct("</think>\\boxed{x+1}", "1+x")
 
 

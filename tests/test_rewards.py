@@ -98,10 +98,29 @@ def test_no_delimiter_no_answer_phase():
 def test_correctness_with_the_real_grader():
     pytest.importorskip("stopwise.grading")
     reward = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS])
-    completions = [RIGHT, WRONG, "think </think> \\boxed{\\frac{", "x </think> \\boxed{\\frac12}", RIGHT]
-    cids = [ids(10), ids(10), ids(10), ids(10), ids(CAP, eos=False)]
-    golds = ["4", "4", "1/2", "\\frac{1}{2}", "4"]
-    assert reward(completions=completions, completion_ids=cids, answer=golds) == [1.0, 0.0, 0.0, 1.0, 0.0]
+    completions = [RIGHT, WRONG, "think </think> \\boxed{\\frac{", "x </think> \\boxed{\\frac12}"]
+    cids = [ids(10), ids(10), ids(10), ids(10)]
+    golds = ["4", "4", "1/2", "\\frac{1}{2}"]
+    assert reward(completions=completions, completion_ids=cids, answer=golds) == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_a_completion_cut_at_the_cap_counts_only_with_a_box():
+    """As in evaluation: cut at the cap (no EOS), only a \\boxed{} of the answer phase counts."""
+    pytest.importorskip("stopwise.grading")
+    cut = [
+        RIGHT,                                               # the box came before the cut
+        "so 2+2=4 </think> The answer is 4 and then",        # no box: 0
+        "so x = 4",                                          # no delimiter (a stop failure): 0
+        "so \\boxed{4} and then more thinking",                 # a box, but no delimiter: 0
+    ]
+    for require_eot in (True, False):
+        reward = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS],
+                                   require_eot=require_eot)
+        out = reward(completions=cut, completion_ids=[ids(CAP, eos=False)] * 4, answer=["4"] * 4)
+        assert out == [1.0, 0.0, 0.0, 0.0]
+    # the same texts, finished (EOS): math-verify's own extraction reads "4" in the second one
+    reward = CorrectnessReward(eot="</think>", max_completion_length=CAP, eos_token_ids=[EOS])
+    assert reward(completions=cut[:2], completion_ids=[ids(20)] * 2, answer=["4"] * 2) == [1.0, 1.0]
 
 
 def test_linear_formula():

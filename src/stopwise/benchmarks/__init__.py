@@ -235,10 +235,10 @@ def _boxed_from_solution(rec: dict) -> str | None:
         sol = "\n".join(s for s in sol if isinstance(s, str))
     if not isinstance(sol, str):
         return None
-    from stopwise.grading.extract import _clean, find_boxed
+    from stopwise.grading.extract import clean_answer, find_boxed
 
     boxes = find_boxed(sol)
-    return (_clean(boxes[-1]) or boxes[-1]) if boxes else None
+    return (clean_answer(boxes[-1]) or boxes[-1]) if boxes else None
 
 
 def _to_problems(

@@ -1,37 +1,43 @@
 """Grading completions against gold answers with math-verify, safely.
 
     answer_phase(completion, eot="</think>") -> str
-    extract_answer(text) -> str | None
-    is_correct(completion, gold, eot="</think>", timeout=5.0) -> bool
-    grade_many(completions, golds, eot="</think>", timeout=5.0) -> list[bool]
-    grade_details(completions, golds, eot="</think>", timeout=5.0) -> list[Grade]
+    extract_answer(text, hit_cap=False) -> str | None
+    is_correct(completion, gold, eot="</think>", timeout=5.0, hit_cap=False) -> bool
+    grade_many(completions, golds, eot="</think>", timeout=5.0, hit_cap=None) -> list[bool]
+    grade_details(completions, golds, eot="</think>", timeout=5.0, hit_cap=None) -> list[Grade]
     grade_samples(samples, golds_by_id=None, eot="</think>", timeout=5.0) -> list[dict]
 
 How a completion is graded:
 
 1. The answer phase: the text after the first end-of-thinking delimiter `eot`, or the
    whole completion when it has none (`eot=None`: always the whole text).
-2. The prediction (`extract_answer`): the last `\\boxed{...}` / `\\fbox{...}` /
-   `\\framebox{...}` of the answer phase (nested braces matched); else the sentence after
-   "Final Answer:", then after "the answer is"; else the last number.
-3. Comparison: a shortcut in the calling process for the easy cases (the same answer up to
-   spacing, `\\left`/`\\right`, `\\dfrac`; two plain integers; two equal plain decimals),
-   else math-verify in a worker process: the gold wrapped as `$gold$` (left as is when it
-   already has `$` or `\\boxed`), the prediction as `\\boxed{pred}` (then `$pred$` if that
-   does not parse), `parse` then `verify(gold, pred)`. Sets compare regardless of order,
-   so a gold "1,3,5" accepts "5, 3, 1" but not "1, 3".
-4. Several answers. A gold that is a list (e.g. an OlympiadBench question with several
-   final answers) is correct only if the prediction has all parts: either one box with
-   all of them ("\\boxed{a, b}", checked as a set), or as many boxes as parts, one per
-   part ("\\boxed{a} and \\boxed{b}", the last k boxes of the answer phase, k the number of
-   parts), in any order; each gold part must be matched by its own predicted part, and a
-   prediction with a different number of parts is wrong. A string gold with top-level
-   commas ("69, 84") also accepts its parts in the last k separate boxes.
-5. Timeout: each comparison runs in a persistent worker process (its main thread, where
-   signals work) under a `timeout`-second timer, and the worker is killed if it is still
-   busy `timeout + max(0.5, timeout / 10)` seconds after the task started. A timeout, an
-   error or a crashed worker grades as wrong; the call never hangs and never raises on
-   any input, from any thread. See `stopwise.grading.pool`.
+2. The answer, read by math-verify's own extraction (`LatexExtractionConfig` with boxed
+   answers at priority 0, then `ExprExtractionConfig`, math-verify's priorities): the last
+   `\\boxed{}` first (one tie: a later Minerva-style "The final answer is X. I hope it is
+   correct." wins over an earlier box), then "final answer" / "answer:" phrases, then the
+   last LaTeX expression, then plain expressions and numbers. Only the final boxes count
+   (the last one and those "and" / "," / "x =" join to it, one set: `\\boxed{1} and
+   \\boxed{2}`); earlier, intermediate boxes are read as plain braces. Final boxes that
+   math-verify reads no value from decide all the same (compared as strings): no later
+   number stands in for an unreadable box. Nothing is guessed
+   from numbers here: `$\\frac{1+\\sqrt{5}}{2}$` is that number, not 2.
+3. A completion cut at the token cap (`hit_cap`: no EOS) is graded on a `\\boxed{}` only
+   (its last box, or one box per part of a gold with several parts); no box, no answer.
+4. Comparison: math-verify's `verify(gold, answer)`, the gold wrapped as `$gold$` (left as
+   is when it already has `$` or `\\boxed`; then `\\boxed{gold}` if that reads no value).
+   Sets compare regardless of order, so a gold "1,3,5" accepts "5, 3, 1" but not "1, 3".
+5. Several answers. A gold that is a list (e.g. an OlympiadBench question with several
+   final answers) is one set of its parts: correct only with all of them, either in one
+   answer ("\\boxed{a, b}") or as many boxes as parts ("\\boxed{a} and \\boxed{b}", the
+   last k boxes of the answer phase, k the number of parts), in any order. A string gold
+   with top-level commas ("69, 84") also accepts its parts in the last k separate boxes.
+6. A gold answer math-verify reads no value from gets the status "gold_unparsed" (it is
+   compared as a string, math-verify's fallback); run summaries count and name them.
+7. Timeout: extraction and comparison run in a persistent worker process (its main
+   thread, where signals work) under a `timeout`-second timer, and the worker is killed
+   if it is still busy `timeout + max(0.5, timeout / 10)` seconds after the task started.
+   A timeout, an error or a crashed worker grades as wrong; the call never hangs and never
+   raises on any input, from any thread. See `stopwise.grading.pool`.
 """
 
 from __future__ import annotations
@@ -41,14 +47,9 @@ from dataclasses import dataclass
 
 from stopwise.grading.extract import (
     DEFAULT_EOT,
-    _clean,
     answer_phase,
-    extract_answer,
+    final_boxes,
     find_boxed,
-    is_plain_int,
-    last_number,
-    normalize_for_match,
-    numeric_value,
     split_top_level,
 )
 from stopwise.grading.pool import GradingError, GradingPool, configure, get_pool, shutdown
@@ -69,14 +70,13 @@ __all__ = [
     "grade_many",
     "grade_samples",
     "is_correct",
-    "last_number",
     "shutdown",
 ]
 
 DEFAULT_TIMEOUT = 5.0
-# the worker function that compares (":name" = a function of the worker module); tests
-# point it elsewhere to simulate a slow or stuck math-verify
-VERIFY_TASK = ":verify_answer"
+# the worker function that grades (":name" = a function of the worker module); tests point
+# it elsewhere to simulate a slow or stuck math-verify
+GRADE_TASK = ":grade_answer"
 
 Gold = str | list[str]
 
@@ -85,8 +85,9 @@ Gold = str | list[str]
 class Grade:
     """One graded completion.
 
-    status: "match" (shortcut), "verified" (math-verify ran), "no_answer", "timeout",
-    "error" or "crash" (the last three grade as wrong).
+    status: "verified" (math-verify compared), "no_answer", "gold_unparsed" (math-verify
+    reads no value from the gold; compared as strings), "timeout", "error" or "crash" (the
+    last three grade as wrong).
     """
 
     prediction: str | None
@@ -120,45 +121,41 @@ def _n_parts(gold: Gold) -> int:
     return len(gold) if isinstance(gold, list) else len(split_top_level(gold))
 
 
-def candidates(completion: str, gold: Gold, eot: str | None = DEFAULT_EOT) -> list[str]:
-    """The predictions tried against `gold`, the one reported first (empty: no answer)."""
+def _boxes(boxes: list[str]) -> str:
+    return " and ".join(f"\\boxed{{{b}}}" for b in boxes)
+
+
+def candidates(completion: str, gold: Gold, eot: str | None = DEFAULT_EOT,
+               hit_cap: bool = False) -> tuple[str | None, str | None, list[str]]:
+    """What math-verify reads the answer from (see the module doc and `_worker.grade_answer`).
+
+    Returns `(context, boxes, alternatives)`: `context`, the answer phase with its
+    intermediate boxes unboxed (only the final ones, `final_boxes`, count as boxes), None
+    for a completion cut at the cap (`hit_cap`: boxes only) or an empty answer phase;
+    `boxes`, the final boxes alone, or None; `alternatives`, the last k boxes, one per part,
+    for a gold of k > 1 parts. All empty: there is no answer to read.
+    """
     phase = answer_phase(completion or "", eot)
-    boxes = [b for b in (_clean(x) for x in find_boxed(phase)) if b]
-    if not boxes:
-        ans = extract_answer(phase)
-        return [ans] if ans else []
+    final, text = final_boxes(phase)
+    context = text if text.strip() and not hit_cap else None
     k = _n_parts(gold)
-    if k > 1 and len(boxes) >= k:
-        joined = ", ".join(boxes[-k:])
-        return [joined, boxes[-1]] if isinstance(gold, list) else [boxes[-1], joined]
-    return [boxes[-1]]
-
-
-def _shortcut(cands: list[str], gold: Gold) -> bool | None:
-    """True/False when the answer is decided without math-verify, else None."""
-    g = ", ".join(gold) if isinstance(gold, list) else gold
-    gn = normalize_for_match(g)
-    if any(normalize_for_match(c) == gn for c in cands):
-        return True
-    if isinstance(gold, str) and len(cands) == 1:
-        c = cands[0]
-        if is_plain_int(c) and is_plain_int(gold):
-            return int(c) == int(gold)
-        cv, gv = numeric_value(c), numeric_value(gold)
-        if cv is not None and gv is not None and cv == gv:
-            return True
-    return None
+    boxes = find_boxed(phase) if k > 1 else []
+    alternatives = [_boxes(boxes[-k:])] if k > 1 and len(boxes) >= k else []
+    return context, (_boxes(final) if final else None), alternatives
 
 
 def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None = DEFAULT_EOT,
-                  timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
+                  timeout: float = DEFAULT_TIMEOUT, hit_cap: Sequence[bool] | None = None) -> list[Grade]:
     """Grade many completions at once; see the module docstring for the rules.
 
-    The comparisons that need math-verify go to the worker pool in batches, spread over
-    its workers, each with its own timeout.
+    `hit_cap[i]`: completion i was cut at the token cap (no EOS), so only a `\\boxed{}`
+    counts. The gradings go to the worker pool in batches, spread over its workers, each
+    with its own timeout.
     """
     if len(completions) != len(golds):
         raise ValueError(f"{len(completions)} completions but {len(golds)} gold answers")
+    if hit_cap is not None and len(hit_cap) != len(completions):
+        raise ValueError(f"{len(completions)} completions but {len(hit_cap)} hit_cap flags")
     if timeout is None or timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     out: list[Grade | None] = [None] * len(completions)
@@ -167,46 +164,49 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
         gold = _gold_value(gold)
         if completion is not None and not isinstance(completion, str):
             raise ValueError(f"completion {i} is a {type(completion).__name__}, not a string")
-        cands = candidates(completion or "", gold, eot)
-        if not cands:
+        context, boxes, alternatives = candidates(completion or "", gold, eot, bool(hit_cap and hit_cap[i]))
+        if context is None and boxes is None and not alternatives:
             out[i] = Grade(None, False, "no_answer")
             continue
-        decided = _shortcut(cands, gold)
-        if decided is not None:
-            out[i] = Grade(cands[0], decided, "match")
-            continue
-        tasks.append((VERIFY_TASK, (cands, gold)))
-        where.append((i, cands[0]))
+        tasks.append((GRADE_TASK, (context, boxes, gold, alternatives)))
+        where.append(i)
     if tasks:
         results = get_pool().run(tasks, timeout=timeout)
-        for (i, pred), res in zip(where, results):
+        for i, res in zip(where, results):
             if res.ok:
-                out[i] = Grade(pred, bool(res.value), "verified")
+                prediction, correct, status = res.value
+                out[i] = Grade(prediction, bool(correct), status)
             else:
-                out[i] = Grade(pred, False, res.status)
+                out[i] = Grade(None, False, res.status)
     return out  # type: ignore[return-value]
 
 
+def extract_answer(text: str, hit_cap: bool = False, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """The answer math-verify reads from `text` (the whole text: no delimiter), or None."""
+    return grade_details([text], ["0"], eot=None, timeout=timeout, hit_cap=[hit_cap])[0].prediction
+
+
 def grade_many(completions: Sequence[str], golds: Sequence, eot: str | None = DEFAULT_EOT,
-               timeout: float = DEFAULT_TIMEOUT) -> list[bool]:
+               timeout: float = DEFAULT_TIMEOUT, hit_cap: Sequence[bool] | None = None) -> list[bool]:
     """`is_correct` for many completions, batched over the worker pool."""
-    return [g.correct for g in grade_details(completions, golds, eot=eot, timeout=timeout)]
+    return [g.correct for g in grade_details(completions, golds, eot=eot, timeout=timeout, hit_cap=hit_cap)]
 
 
 def is_correct(completion: str, gold, eot: str | None = DEFAULT_EOT,
-               timeout: float = DEFAULT_TIMEOUT) -> bool:
+               timeout: float = DEFAULT_TIMEOUT, hit_cap: bool = False) -> bool:
     """Whether the answer phase of `completion` states the gold answer.
 
     `gold`: a string, a number, or a list of strings (all parts required). Works from any
     thread; returns within about `timeout` (+ the grace of the hard kill) per call, plus a
     one-off worker start (well under a second) on the first call of a process.
     """
-    return grade_details([completion], [gold], eot=eot, timeout=timeout)[0].correct
+    return grade_details([completion], [gold], eot=eot, timeout=timeout, hit_cap=[hit_cap])[0].correct
 
 
 def grade_samples(samples: Sequence[dict], golds_by_id: Mapping | None = None,
                   eot: str | None = DEFAULT_EOT, timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
-    """Re-grade run samples (docs/CONTRACTS.md): new dicts with `prediction` and `correct`.
+    """Re-grade run samples (docs/CONTRACTS.md): new dicts with `prediction`, `correct` and
+    `grade_status` (`Grade.status`). A sample with `hit_cap` true is graded on a `\\boxed{}` only.
 
     The gold answer of a sample is `golds_by_id[sample["problem_id"]]` (a string, a list
     or a `Problem`); without a mapping, or for ids it lacks, the sample's own `gold`. The
@@ -226,12 +226,14 @@ def grade_samples(samples: Sequence[dict], golds_by_id: Mapping | None = None,
             )
         golds.append(_gold_value(gold))
         completions.append(s.get("completion") or "")
-    grades = grade_details(completions, golds, eot=eot, timeout=timeout)
+    cut = [bool(s.get("hit_cap")) for s in samples]
+    grades = grade_details(completions, golds, eot=eot, timeout=timeout, hit_cap=cut)
     out = []
     for s, gold, g in zip(samples, golds, grades):
         rec = dict(s)
         rec["gold"] = gold
         rec["prediction"] = g.prediction
         rec["correct"] = g.correct
+        rec["grade_status"] = g.status
         out.append(rec)
     return out

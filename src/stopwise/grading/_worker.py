@@ -1,7 +1,8 @@
 """The grading worker process: runs math-verify in its main thread, item by item.
 
 Started by `stopwise.grading.pool` as `python -c BOOT <this file> <fd>`: it is loaded by
-file path, so it imports neither the parent's `__main__` nor torch, only math-verify.
+file path, so it imports neither the parent's `__main__` nor torch, only math-verify. It
+extracts and compares answers (`grade_answer`); the parent only cuts out the answer phase.
 Protocol over the socket `fd` (pickled messages, `multiprocessing.connection`):
 
     worker -> parent  ("ready", pid)                       once, after the imports
@@ -49,12 +50,15 @@ def _disarm() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# the comparison (runs in the worker)
+# the grading (runs in the worker)
 
 _PARSE_CONFIG = None
 
 
 def _configs():
+    """math-verify's own LaTeX and expression extraction, boxed answers first (priority 0: a
+    `\\boxed{}` beats "answer: ..." and plain LaTeX; it ties only with the Minerva form "The
+    final answer is X. I hope it is correct.", where the rightmost of the two wins)."""
     global _PARSE_CONFIG
     if _PARSE_CONFIG is None:
         from math_verify import ExprExtractionConfig, LatexExtractionConfig
@@ -63,26 +67,39 @@ def _configs():
     return _PARSE_CONFIG
 
 
+def _parse(text: str) -> list:
+    from math_verify import parse
+
+    return parse(text, extraction_config=_configs(), parsing_timeout=None)
+
+
+def _has_value(parsed) -> bool:
+    """Whether math-verify read a value (a sympy object), not only its string fallback."""
+    return any(not isinstance(x, str) for x in parsed)
+
+
 def _has_math_delimiters(text: str) -> bool:
     return "\\boxed" in text or any(ch == "$" and (i == 0 or text[i - 1] != "\\") for i, ch in enumerate(text))
 
 
-def parse_gold(gold: str):
-    from math_verify import parse
-
-    text = gold if _has_math_delimiters(gold) else f"${gold}$"
-    parsed = parse(text, extraction_config=_configs(), parsing_timeout=None)
-    if not parsed:
-        parsed = parse(f"\\boxed{{{gold}}}", extraction_config=_configs(), parsing_timeout=None)
-    return parsed
+_GOLDS: dict = {}
 
 
-def parse_prediction(pred: str):
-    from math_verify import parse
-
-    parsed = parse(f"\\boxed{{{pred}}}", extraction_config=_configs(), parsing_timeout=None)
-    if not parsed:
-        parsed = parse(f"${pred}$", extraction_config=_configs(), parsing_timeout=None)
+def parse_gold(gold: str | list[str]) -> list:
+    """The gold answer as math-verify reads it: wrapped as `$gold$` (as is when it already has
+    `$` or `\\boxed`), then as `\\boxed{gold}`; a list gold is one set of all its parts."""
+    key = tuple(gold) if isinstance(gold, list) else gold
+    if key in _GOLDS:
+        return _GOLDS[key]
+    text = ", ".join(gold) if isinstance(gold, list) else gold
+    parsed = _parse(text if _has_math_delimiters(text) else f"${text}$")
+    if not _has_value(parsed):
+        boxed = _parse(f"\\boxed{{{text}}}")
+        if _has_value(boxed) or not parsed:
+            parsed = boxed
+    if len(_GOLDS) > 10_000:
+        _GOLDS.clear()
+    _GOLDS[key] = parsed
     return parsed
 
 
@@ -94,66 +111,45 @@ def _verify(gold_parsed, pred_parsed) -> bool:
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, cur = [], 0, []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = text[i + 1]
-            cur.append(text[i : i + 2])
-            if nxt in "{[(":
-                depth += 1
-            elif nxt in "}])":
-                depth = max(0, depth - 1)
-            i += 2
-            continue
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur).strip())
-    return [p for p in parts if p]
+def grade_answer(context: str | None, boxes: str | None, gold: str | list[str],
+                 alternatives: list[str] = ()) -> tuple:
+    """Grade an answer: returns (prediction, correct, status).
 
-
-def _verify_list(candidate: str, gold: list[str]) -> bool:
-    # 1) the whole list as one set: math-verify compares sets regardless of order
-    if _verify(parse_gold(", ".join(gold)), parse_prediction(candidate)):
-        return True
-    # 2) part by part: as many parts as the gold, each gold part matched by its own part
-    parts = _split_top_level(candidate)
-    if len(parts) != len(gold):
-        return False
-    unused = [parse_prediction(p) for p in parts]
-    for g in gold:
-        gp = parse_gold(g)
-        hit = next((k for k, pp in enumerate(unused) if pp is not None and _verify(gp, pp)), None)
-        if hit is None:
-            return False
-        unused[hit] = None
-    return True
-
-
-def verify_answer(candidates: list[str], gold: str | list[str]) -> bool:
-    """True if any candidate prediction equals the gold answer under math-verify.
-
-    A list gold needs all its parts (see `stopwise.grading.is_correct`).
+    `boxes`: the final boxes alone (e.g. "\\boxed{1} and \\boxed{2}"), or None; `context`:
+    the answer phase they stand in, or None (a completion cut at the cap: boxes only).
+    With readable boxes, math-verify reads the context, where they come first (priority 0;
+    a later Minerva "The final answer is X. I hope it is correct." ties and wins); with
+    boxes math-verify reads no value from, those decide (compared as strings), so no
+    lower-priority fallback (a number after the box) can stand in for them; without boxes,
+    math-verify's own extraction of the context decides. `alternatives` (one box per part
+    of a gold with several parts) are tried when that answer is wrong.
+    status: "verified", "no_answer" (math-verify found nothing) or "gold_unparsed"
+    (math-verify reads no value from the gold; compared as strings).
     """
-    if isinstance(gold, list):
-        if len(gold) == 1:
-            gold = gold[0]
-        else:
-            return any(_verify_list(c, gold) for c in candidates)
     gold_parsed = parse_gold(gold)
-    if not gold_parsed:
-        return False
-    return any(_verify(gold_parsed, parse_prediction(c)) for c in candidates)
+    status = "verified" if _has_value(gold_parsed) else "gold_unparsed"
+    decided = _parse(boxes) if boxes else []
+    if context and (not boxes or _has_value(decided)):
+        in_context = _parse(context)
+        if _has_value(in_context) or not decided:
+            decided = in_context
+    prediction = _prediction(decided) if decided else None
+    correct = bool(decided) and _verify(gold_parsed, decided)
+    for text in alternatives:
+        if correct:
+            break
+        parsed = _parse(text)
+        if _has_value(parsed) and _verify(gold_parsed, parsed):
+            correct, prediction = True, _prediction(parsed)
+    if prediction is None and status == "verified":
+        status = "no_answer"
+    return prediction, correct, status
+
+
+def _prediction(parsed) -> str:
+    """The answer as math-verify extracted it: its string (the LaTeX it read), else the value."""
+    strings = [x for x in parsed if isinstance(x, str)]
+    return strings[0] if strings else str(parsed[0])
 
 
 # ---------------------------------------------------------------------------------------

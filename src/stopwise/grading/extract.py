@@ -1,23 +1,17 @@
-"""Finding the answer in a completion: the answer phase, boxed answers, fallbacks.
+"""Where the answer is: the answer phase, and the `\\boxed{}` answers in it.
 
-Everything here is plain string work (linear in the text, no backtracking-prone
-patterns), so it runs in the calling process; only the math-verify comparison goes to
-the worker pool (see `stopwise.grading.pool`).
+Plain string work, linear in the text (no backtracking-prone patterns), so it runs in the
+calling process. Reading an answer out of the text is math-verify's job (its own LaTeX and
+expression extraction, in the worker pool: `stopwise.grading.pool`); nothing here guesses
+an answer from numbers.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 DEFAULT_EOT = "</think>"
 
-_FINAL_ANSWER_RE = re.compile(r"final\s+answer", re.IGNORECASE)
-_ANSWER_IS_RE = re.compile(r"\banswer\s+(?:is|=)", re.IGNORECASE)
-_NUMBER_RE = re.compile(r"(?<![\d.])-?\d+(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![\d.])-?\d+(?:\.\d+)?(?:/\d+)?")
-_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_INT_RE = re.compile(r"[+-]?\d+")
-_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)")
 _MATH_SEGMENT_RE = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _HOPE = "i hope it is correct."
 _MAX_SEGMENT_SEARCH = 4000  # longer "answers" are not searched for $...$ (quadratic worst case)
@@ -67,7 +61,12 @@ def find_boxed(text: str) -> list[str]:
     read too; unterminated boxes (a truncated completion) are skipped. One pass over the
     braces of the text, so a degenerate completion cannot make it slow.
     """
-    found: list[tuple[int, str]] = []
+    return [content for _, _, content in box_spans(text)]
+
+
+def box_spans(text: str) -> list[tuple[int, int, str]]:
+    """`(start, end, content)` of every box of `find_boxed`, in order of appearance."""
+    found: list[tuple[int, int, str]] = []
     stack: list[tuple[int, int] | None] = []  # per open brace: (box start, content start) or None
     box_brace = -1  # position of the "{" that opens the box just seen
     box_start = -1
@@ -81,7 +80,7 @@ def find_boxed(text: str) -> list[str]:
             if top is not None:
                 content = text[top[1] : m.start()].strip()
                 if content:
-                    found.append((top[0], content))
+                    found.append((top[0], m.end(), content))
         elif len(tok) > 2:  # \boxed, \fbox, \framebox
             i = m.end()
             while i < n and text[i] in " \t":
@@ -96,14 +95,96 @@ def find_boxed(text: str) -> list[str]:
             elif i > m.end() and i < n:  # `\boxed 5`: the next token
                 bare = _BARE_TOKEN_RE.match(text, i)
                 if bare:
-                    found.append((m.start(), bare.group(0)))
+                    found.append((m.start(), bare.end(), bare.group(0)))
         # else: an escaped brace or a double backslash, not structure
     found.sort(key=lambda x: x[0])
-    return [c for _, c in found]
+    return found
 
 
-def _clean(ans: str) -> str | None:
-    """Strip math delimiters, trailing punctuation and politeness from an extracted answer."""
+# What may stand between boxes that give one answer together: spaces, punctuation, math
+# delimiters, "and" / "or", and "x =" ("$x = \\boxed{3}$ or $x = \\boxed{-3}$").
+_BETWEEN_BOXES_RE = re.compile(
+    r"(?:[\s$,;.]|\\[()\[\]]|\\q?quad|\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b"
+    r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
+)
+
+
+def final_boxes(text: str) -> tuple[list[str], str]:
+    """The final answer's boxes, and the text with every other box unboxed.
+
+    The final boxes: the last box and the boxes just before it that only separators
+    (`_BETWEEN_BOXES_RE`) part from it, in order (boxes inside another box are skipped).
+    Earlier boxes (intermediate results) become plain braces, `\\boxed{255}` -> `{255}`,
+    so that math-verify's own box patterns see the final ones only; the final ones are
+    tidied (`_tidy_box`) in the text too. `([], text)` without a box.
+    """
+    spans = []
+    for start, end, content in box_spans(text):
+        if spans and start < spans[-1][1]:
+            continue  # nested in the previous box
+        spans.append((start, end, content))
+    if not spans:
+        return [], text
+    first = len(spans) - 1
+    while first > 0:
+        between = text[spans[first - 1][1] : spans[first][0]]
+        if len(between) > 200 or not _BETWEEN_BOXES_RE.fullmatch(between):
+            break
+        first -= 1
+    pieces, at = [], 0
+    for start, end, content in spans[:first]:
+        pieces += [text[at:start], "{", content, "}"]
+        at = end
+    final = []
+    for start, end, content in spans[first:]:
+        final.append(_tidy_box(content))
+        pieces += [text[at:start], "\\boxed{", final[-1], "}"]
+        at = end
+    pieces.append(text[at:])
+    return final, "".join(pieces)
+
+
+def _tidy_box(content: str) -> str:
+    """A box's content without a closing sentence period or a formatting command around it
+    (`\\boxed{104.}`, `\\boxed{\\textbf{(073)}}`)."""
+    tidy = content.strip()
+    if tidy.endswith(".") and not tidy.endswith(".."):
+        tidy = tidy[:-1].rstrip()
+    return _unwrap_format(tidy) or content
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split at `sep` outside (), [], {} (backslash-escaped braces count as brackets)."""
+    parts, depth, cur = [], 0, []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = text[i + 1]
+            cur.append(text[i : i + 2])
+            if nxt in "{[(":
+                depth += 1
+            elif nxt in "}])":
+                depth = max(0, depth - 1)
+            i += 2
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        if ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur).strip())
+    return [p for p in parts if p]
+
+
+def clean_answer(ans: str) -> str | None:
+    """A boxed answer as a gold answer: math delimiters, trailing punctuation, politeness and a
+    formatting command around it removed (the benchmark loader reads gold answers this way)."""
     ans = ans.strip()
     if ans.lower().endswith(_HOPE):
         ans = ans[: -len(_HOPE)].strip()
@@ -142,119 +223,3 @@ def _unwrap_format(ans: str) -> str:
         ans = inner
     num = re.fullmatch(r"\(\s*(-?\d+(?:\.\d+)?)\s*\)", ans)
     return num.group(1) if num else ans
-
-
-def _after_phrase(text: str, pattern: re.Pattern) -> str | None:
-    """The sentence after the last match of `pattern` (the next non-empty line when it ends the line)."""
-    last = None
-    for last in pattern.finditer(text):  # noqa: B007 - we want the last match
-        pass
-    if last is None:
-        return None
-    rest = text[last.end() :]
-    rest = re.sub(r"^[\s*_:]*(?:is\b|=)?[\s*_:]*", "", rest, count=1)
-    lines = [ln for ln in rest.split("\n") if ln.strip()]
-    if not lines:
-        return None
-    line = lines[0].strip()[:_MAX_SEGMENT_SEARCH]
-    if _MATH_SEGMENT_RE.search(line) is None:
-        line = re.split(r"\.\s|\.$|;\s", line, maxsplit=1)[0].strip()
-        line = re.sub(r"^\\?\$(?=\s*\d)", "", line)  # "$18" (dollars), not math
-        # "12 apples", "1,234 dollars": the number, not the words
-        num = re.match(r"(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)\s+[A-Za-z]", line)
-        if num:
-            line = num.group(1).replace(",", "")
-    return _clean(line)
-
-
-def last_number(text: str) -> str | None:
-    """The last number in `text` (thousands commas removed), or None."""
-    last = None
-    for last in _NUMBER_RE.finditer(text):  # noqa: B007
-        pass
-    if last is None:
-        return None
-    num = last.group(0)
-    if num.startswith("-") and last.start() > 0 and (text[last.start() - 1].isalnum() or text[last.start() - 1] in ")}]"):
-        num = num[1:]
-    if _THOUSANDS_RE.fullmatch(num):
-        num = num.replace(",", "")
-    return num
-
-
-def extract_answer(text: str) -> str | None:
-    """The final answer stated in `text`, or None.
-
-    In order: the last non-empty `\\boxed{...}` (or `\\fbox`, `\\framebox`; nested braces
-    are matched); the sentence after the last "Final Answer:" (s1 style; the Minerva form
-    "Final Answer: The final answer is $X$. I hope it is correct." gives X); after the
-    last "the answer is"; the last number in the text.
-    """
-    if not text:
-        return None
-    boxes = find_boxed(text)
-    if boxes:
-        return _clean(boxes[-1]) or boxes[-1]
-    for pattern in (_FINAL_ANSWER_RE, _ANSWER_IS_RE):
-        ans = _after_phrase(text, pattern)
-        if ans:
-            return ans
-    return last_number(text)
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split at `sep` outside (), [], {} (backslash-escaped braces count as brackets)."""
-    parts, depth, cur = [], 0, []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = text[i + 1]
-            cur.append(text[i : i + 2])
-            if nxt in "{[(":
-                depth += 1
-            elif nxt in "}])":
-                depth = max(0, depth - 1)
-            i += 2
-            continue
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
-        if ch == sep and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur).strip())
-    return [p for p in parts if p]
-
-
-_SPACING_RE = re.compile(r"\\[,;:! ]|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\s+")
-
-
-def normalize_for_match(ans: str) -> str:
-    """A conservative canonical string: equal strings mean equal answers (used as a shortcut)."""
-    s = ans.strip()
-    while s.startswith("$") and s.endswith("$") and len(s) > 1:
-        s = s[1:-1]
-    s = _SPACING_RE.sub("", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = s.rstrip(".")
-    return s
-
-
-def numeric_value(ans: str) -> Decimal | None:
-    """The value of a plain decimal number (no LaTeX, no thousands separators), else None."""
-    s = ans.strip()
-    if not _DECIMAL_RE.fullmatch(s):
-        return None
-    try:
-        return Decimal(s)
-    except InvalidOperation:  # pragma: no cover - the pattern excludes it
-        return None
-
-
-def is_plain_int(ans: str) -> bool:
-    return bool(_INT_RE.fullmatch(ans.strip()))

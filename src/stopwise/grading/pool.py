@@ -116,7 +116,7 @@ class GradingPool:
     """Worker processes that run `module:function` tasks with a hard per-task timeout.
 
     `run(tasks, timeout)` takes `(spec, args)` pairs, where `spec` is "module:function" (or
-    ":name" for a function of the worker module, e.g. ":verify_answer"), and returns one
+    ":name" for a function of the worker module, e.g. ":grade_texts"), and returns one
     `TaskResult` per task, in order. Thread-safe (calls are serialised).
     """
 

@@ -8,6 +8,7 @@ dataset column (here `answer`, `level`) passed by name, plus TRL's own `trainer_
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# A grader: (completions, golds, eot) -> list of bools, one per completion.
+# A grader: (completions, golds, eot[, hit_cap=...]) -> list of bools, one per completion.
 Grader = Callable[[list[str], list[Any], "str | None"], list[bool]]
 
 
@@ -87,42 +88,63 @@ def is_truncated(
     return n >= max_completion_length
 
 
-def default_grader(completions: list[str], golds: list[Any], eot: str | None) -> list[bool]:
-    """`stopwise.grading.grade_many` (math-verify in a process pool, with a timeout per item)."""
+def default_grader(completions: list[str], golds: list[Any], eot: str | None,
+                   hit_cap: list[bool] | None = None) -> list[bool]:
+    """`stopwise.grading.grade_many` (math-verify in a process pool, with a timeout per item);
+    `hit_cap[i]`: completion i was cut at the cap, so only a `\\boxed{}` counts."""
     from stopwise.grading import grade_many  # lazy: math-verify is heavy
 
-    return [bool(x) for x in grade_many(completions, golds, eot=eot)]
+    return [bool(x) for x in grade_many(completions, golds, eot=eot, hit_cap=hit_cap)]
 
 
-def _grade_one(completion: str, gold: Any, eot: str | None) -> bool:
+def _grade_one(completion: str, gold: Any, eot: str | None, hit_cap: bool = False) -> bool:
     from stopwise.grading import is_correct
 
-    return bool(is_correct(completion, gold, eot=eot))
+    return bool(is_correct(completion, gold, eot=eot, hit_cap=hit_cap))
+
+
+def takes_hit_cap(grader: Callable) -> bool:
+    """Whether a grader accepts the `hit_cap` keyword (the default grader does)."""
+    try:
+        params = inspect.signature(grader).parameters
+    except (TypeError, ValueError):
+        return False
+    return "hit_cap" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def grade(
-    texts: list[str | None], golds: list[Any], eot: str | None, grader: Grader | None = None
+    texts: list[str | None], golds: list[Any], eot: str | None, grader: Grader | None = None,
+    hit_cap: list[bool] | None = None,
 ) -> list[bool]:
-    """Correctness of each text; a text that is None (unparseable) or fails to grade is wrong."""
+    """Correctness of each text; a text that is None (unparseable) or fails to grade is wrong.
+
+    `hit_cap[i]`: text i was cut at the token cap; graded on a `\\boxed{}` only. A custom
+    grader gets `hit_cap=` when its signature takes it; one that does not cannot tell, so
+    the cut texts score 0 with it.
+    """
+    grader = grader or default_grader
+    cut = list(hit_cap) if hit_cap is not None else [False] * len(texts)
+    with_cut = takes_hit_cap(grader)
     out = [False] * len(texts)
-    todo = [i for i, t in enumerate(texts) if t is not None and golds[i] is not None]
+    todo = [i for i, t in enumerate(texts) if t is not None and golds[i] is not None and (with_cut or not cut[i])]
     if not todo:
         return out
-    grader = grader or default_grader
     sub_texts = [texts[i] for i in todo]
     sub_golds = [golds[i] for i in todo]
+    extra = {"hit_cap": [cut[i] for i in todo]} if with_cut else {}
     try:
-        results = list(grader(sub_texts, sub_golds, eot))
+        results = list(grader(sub_texts, sub_golds, eot, **extra))
         if len(results) != len(todo):
             raise ValueError(f"grader returned {len(results)} results for {len(todo)} completions")
     except Exception as err:  # noqa: BLE001 - a reward must not crash the run
         logger.warning("batch grading failed (%s); grading one by one", err)
         results = []
-        for text, gold in zip(sub_texts, sub_golds):
+        for n, (text, gold) in enumerate(zip(sub_texts, sub_golds)):
+            one = {"hit_cap": extra["hit_cap"][n : n + 1]} if with_cut else {}
             try:
                 results.append(
-                    bool(grader([text], [gold], eot)[0]) if grader is not default_grader
-                    else _grade_one(text, gold, eot)
+                    bool(grader([text], [gold], eot, **one)[0]) if grader is not default_grader
+                    else _grade_one(text, gold, eot, bool(one and one["hit_cap"][0]))
                 )
             except Exception as one_err:  # noqa: BLE001
                 logger.warning("grading failed (%s); scored as wrong", one_err)

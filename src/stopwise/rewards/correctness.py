@@ -21,8 +21,10 @@ class CorrectnessReward:
 
     - The answer is graded by `stopwise.grading` (the last `\\boxed{}` after the end-of-thinking
       delimiter `eot`, math-verify, a timeout per item); pass `grader` to replace it.
-    - A truncated completion scores 0 whatever it contains (see `is_truncated`: it reached
-      `max_completion_length` tokens without ending on an EOS token).
+    - A completion cut at the cap (see `is_truncated`: it reached `max_completion_length`
+      tokens without ending on an EOS token) is graded on a `\\boxed{}` of its answer phase only,
+      as the evaluation grades it; cut before the delimiter (truncated, a stop failure, SPEC)
+      it scores 0 whatever it contains.
     - With `require_eot` (default), a completion without the delimiter has no answer phase and
       scores 0. The evaluation grader falls back to the whole text there, but a reward that did
       so would pay the policy to drop the delimiter: measured on the demo world, 40 GRPO steps
@@ -98,12 +100,14 @@ class CorrectnessReward:
             is_truncated(ids, self.max_completion_length, self.eos_token_ids) for ids in completion_ids
         ]
         if self.tokenizer is not None:
-            texts = [None if cut else self._decode(ids) for ids, cut in zip(completion_ids, truncated)]
+            texts = [self._decode(ids) for ids in completion_ids]
         else:
-            texts = [None if cut else completion_text(c) for c, cut in zip(completions, truncated)]
-        if self.require_eot and self.eot:
-            texts = [t if t is not None and self.eot in t else None for t in texts]
-        correct = grade(texts, list(answers), self.eot, self.grader)
+            texts = [completion_text(c) for c in completions]
+        if self.eot:
+            # no delimiter: no answer phase (require_eot), or, cut at the cap, a stop failure
+            texts = [t if t is not None and (self.eot in t or not (self.require_eot or cut)) else None
+                     for t, cut in zip(texts, truncated)]
+        correct = grade(texts, list(answers), self.eot, self.grader, hit_cap=truncated)
         return correct, lengths, truncated
 
     def _decode(self, ids) -> str | None:
