@@ -34,6 +34,7 @@ def load_samples(out: Path) -> list[dict]:
 def check_accounting(s: dict, eot_len: int, cap: int) -> None:
     assert 0 < s["n_tokens"] <= cap
     if s["eot_emitted"]:
+        assert s["n_eot_tokens"] == eot_len
         assert s["n_tokens"] == s["n_thinking_tokens"] + eot_len + s["n_answer_tokens"]
     else:
         assert s["n_answer_tokens"] == 0

@@ -45,7 +45,7 @@ def test_smollm2_eval_on_three_gsm8k_problems(smollm2_dir, data_dir, tmp_path):
     for s in samples:
         assert 0 < s["n_tokens"] <= 48
         if s["eot_emitted"]:
-            assert s["n_tokens"] == s["n_thinking_tokens"] + eot_len + s["n_answer_tokens"]
+            assert s["n_tokens"] == s["n_thinking_tokens"] + s["n_eot_tokens"] + s["n_answer_tokens"]
         else:
             assert s["n_tokens"] - s["n_thinking_tokens"] in (0, 1)
         # Greedy decoding on the same prompt: the completion re-encodes to about as many tokens.

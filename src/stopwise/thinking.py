@@ -2,13 +2,25 @@
 
 A completion is: thinking tokens, the end-of-thinking delimiter (EOT), answer tokens.
 EOT is `</think>` for R1/Qwen3-style templates and `<|im_start|>answer` for s1-style
-ones; it may be several tokens long. Everything here works on token ids, because that is
-what the engines and the trainers see.
+ones; it may be several tokens long.
+
+Where the delimiter is, is decided on the text: byte-level BPE merges a delimiter written as
+ordinary text with its neighbours (Qwen's vocabulary has `>\\n\\n`, `>\\n`, `>The`, `>\\`, `.</`
+tokens), so its standalone token ids need not appear. `token_bytes(tokenizer)` gives each
+token's bytes; `ThinkingFormat.locate(ids)` finds the delimiter's bytes in the completion's
+bytes and maps them back to token positions: the delimiter's tokens are those that hold one of
+its bytes (a merged token such as `.</` or `>\\n\\n` counts as a delimiter token), thinking
+tokens are before them, answer tokens after, so the three always add up to the completion.
+The controllers watch for the delimiter the same way (`TextDelimiter`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 R1_EOT = "</think>"
 R1_THINK_START = "<think>"
@@ -24,23 +36,112 @@ class DelimiterError(ValueError):
 class ThinkingFormat:
     """How thinking is opened and closed for one tokenizer.
 
-    `eot_ids` is the exact token sequence of the delimiter as the model emits it.
+    `eot_ids` is the token sequence of the delimiter as the tokenizer encodes it alone (what a
+    controller forces); `token_bytes` (from `token_bytes(tokenizer)`, set by
+    `detect_thinking_format`) lets `locate` find it in merged tokens too. Without it, only the
+    standalone `eot_ids` are found.
     """
 
     eot: str
     eot_ids: tuple[int, ...]
     think_start: str
+    token_bytes: Sequence[bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def eot_first_id(self) -> int:
         return self.eot_ids[0]
 
-    def split(self, completion_ids: list[int]) -> tuple[list[int], list[int], bool]:
-        """Split completion ids into (thinking, answer, eot_emitted); EOT itself is in neither."""
-        pos = find_subsequence(completion_ids, self.eot_ids)
+    @property
+    def text_delimiter(self) -> TextDelimiter | None:
+        """The delimiter as bytes over this tokenizer's token bytes (None without them)."""
+        if self.token_bytes is None:
+            return None
+        return TextDelimiter(self.eot.encode("utf-8"), self.token_bytes)
+
+    def locate(self, completion_ids: Sequence[int]) -> tuple[int, int] | None:
+        """`(start, end)`: the delimiter's first occurrence is in tokens `start .. end - 1`
+        (the tokens holding its bytes); None when the completion has none."""
+        ids = [int(i) for i in completion_ids]
+        if self.token_bytes is None:
+            pos = find_subsequence(ids, self.eot_ids)
+            return None if pos < 0 else (pos, pos + len(self.eot_ids))
+        table, n_table = self.token_bytes, len(self.token_bytes)
+        pieces = [table[i] if 0 <= i < n_table else b"" for i in ids]
+        text = b"".join(pieces)
+        eot = self.eot.encode("utf-8")
+        pos = text.find(eot)
         if pos < 0:
+            return None
+        stop = pos + len(eot)
+        start = end = None
+        offset = 0
+        for k, piece in enumerate(pieces):
+            nxt = offset + len(piece)
+            if start is None and nxt > pos:
+                start = k
+            if nxt >= stop:
+                end = k + 1
+                break
+            offset = nxt
+        return start, end
+
+    def count(self, completion_ids: Sequence[int], eos_ids=()) -> TokenCounts:
+        """Thinking / delimiter / answer token counts of a completion (docs/CONTRACTS.md): a
+        final EOS (one of `eos_ids`) is an answer token after the delimiter, else in none
+        of the three (so they add up to the completion, less that EOS)."""
+        ids = list(completion_ids)
+        eos = 1 if ids and int(ids[-1]) in set(eos_ids) else 0
+        body = ids[: len(ids) - eos]
+        found = self.locate(body)
+        if found is None:
+            return TokenCounts(len(body), 0, 0, False)
+        start, end = found
+        return TokenCounts(start, end - start, len(body) - end + eos, True)
+
+    def split(self, completion_ids: Sequence[int]) -> tuple[list[int], list[int], bool]:
+        """Split completion ids into (thinking, answer, eot_emitted); the delimiter's tokens
+        (see `locate`) are in neither."""
+        found = self.locate(completion_ids)
+        if found is None:
             return list(completion_ids), [], False
-        return list(completion_ids[:pos]), list(completion_ids[pos + len(self.eot_ids) :]), True
+        start, end = found
+        return list(completion_ids[:start]), list(completion_ids[end:]), True
+
+
+class TokenCounts(NamedTuple):
+    thinking: int
+    eot: int
+    answer: int
+    eot_emitted: bool
+
+
+@dataclass(frozen=True)
+class TextDelimiter:
+    """The delimiter's bytes and the token bytes of a vocabulary, for watching a stream of
+    tokens (the controllers): `feed(state, index, token)` returns the index of the
+    delimiter's first token once its last byte has arrived, else None."""
+
+    eot: bytes
+    token_bytes: Sequence[bytes]
+
+    def feed(self, tail: list, index: int, token: int) -> int | None:
+        """`tail`: per-sequence scratch, `[bytes, [(index, n_bytes), ...]]` (start `[b"", []]`)."""
+        table = self.token_bytes
+        piece = table[token] if 0 <= token < len(table) else b""
+        tail[0] += piece
+        tail[1].append((index, len(piece)))
+        pos = tail[0].find(self.eot)
+        if pos >= 0:
+            offset = 0
+            for k, n in tail[1]:
+                if offset + n > pos:
+                    return k
+                offset += n
+        keep = len(self.eot) - 1  # a later match starts in the last len(eot) - 1 bytes
+        while tail[1] and len(tail[0]) - tail[1][0][1] >= keep:
+            tail[0] = tail[0][tail[1][0][1] :]
+            tail[1].pop(0)
+        return None
 
 
 def find_subsequence(seq: list[int], sub: tuple[int, ...] | list[int]) -> int:
@@ -81,6 +182,57 @@ def encode_delimiter(tokenizer, text: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: byte -> the printable character that stands for it."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+_TOKEN_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def token_bytes(tokenizer) -> tuple[bytes, ...]:
+    """Each token id's bytes as decoding writes them (special tokens kept), cached per tokenizer.
+
+    Exact for byte-level BPE tokenizers (GPT-2 / Qwen / Llama-3 / DeepSeek style: a `ByteLevel`
+    decoder): a token's bytes are its characters mapped back through the byte alphabet, and
+    added tokens are their text. Other tokenizers: each token decoded alone (SentencePiece
+    drops a leading-space marker there, so a delimiter is found unless it spans a space).
+    """
+    try:
+        return _TOKEN_BYTES[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    vocab = tokenizer.get_vocab()
+    added = {int(i): t.content for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    size = max([*vocab.values(), *added, -1]) + 1
+    table = [b""] * size
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    if type(decoder).__name__ == "ByteLevel":
+        alphabet = {c: b for b, c in _bytes_to_unicode().items()}
+        for tok, i in vocab.items():
+            try:
+                table[i] = bytes(alphabet[c] for c in tok)
+            except KeyError:  # not in the byte alphabet: an added token
+                table[i] = tok.encode("utf-8")
+    else:
+        for i in range(size):
+            table[i] = tokenizer.decode([i], skip_special_tokens=False).encode("utf-8")
+    for i, content in added.items():
+        table[i] = content.encode("utf-8")
+    table = tuple(table)
+    with contextlib.suppress(TypeError):  # not weak-referenceable: no cache
+        _TOKEN_BYTES[tokenizer] = table
+    return table
+
+
 def detect_thinking_format(tokenizer, eot: str | None = None) -> ThinkingFormat:
     """The thinking format of `tokenizer`: the delimiter given, else the one its vocabulary
     or chat template names (`</think>` or s1's `<|im_start|>answer`), else `</think>`
@@ -95,4 +247,5 @@ def detect_thinking_format(tokenizer, eot: str | None = None) -> ThinkingFormat:
         else:
             eot = R1_EOT
     think_start = S1_THINK_START if eot == S1_EOT else R1_THINK_START
-    return ThinkingFormat(eot=eot, eot_ids=encode_delimiter(tokenizer, eot), think_start=think_start)
+    return ThinkingFormat(eot=eot, eot_ids=encode_delimiter(tokenizer, eot), think_start=think_start,
+                          token_bytes=token_bytes(tokenizer))

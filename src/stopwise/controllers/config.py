@@ -183,7 +183,8 @@ def make_controller(
         prefix = encode_text(tokenizer, config.answer_prefix, "answer_prefix")
     if config.name == "ts":
         return TemperatureScaling(
-            fmt.eot_ids, config.stop_temperature, cap, prefix, eos_token_ids=eos
+            fmt.eot_ids, config.stop_temperature, cap, prefix, eos_token_ids=eos,
+            text_delimiter=fmt.text_delimiter,
         )
     ignores = config.min_thinking_tokens is not None or config.num_ignore > 0
     if config.name == "none" and cap is None:
@@ -199,4 +200,5 @@ def make_controller(
         do_sample=do_sample,
         eos_token_ids=eos,
         generator=generator,
+        text_delimiter=fmt.text_delimiter,
     )

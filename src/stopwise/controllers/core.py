@@ -41,7 +41,9 @@ Per step, for a sequence still thinking, in this order:
    - greedy decoding (`do_sample=False`): the model stops iff `e` is the argmax (first index on
      ties, as `torch.argmax` and HF greedy decoding); this is exactly s1's procedure;
    - sampling (`do_sample=True`): the model stops with probability `p(e)`: the controller draws
-     `u ~ U(0, 1)` (torch's CPU generator, or the `generator` given) and stops iff `u < p(e)`.
+     `u ~ U(0, 1)` (from the sequence's own generator, `SequenceState.generator`, when the
+     engine gives it one, else the `generator` given, else torch's global CPU generator) and
+     stops iff `u < p(e)`.
 
    If it stops, `e` is suppressed and the ignore string is forced instead (s1 strips the
    delimiter and appends "Wait"); `n_ignored` grows by one (every ignore counts, whether it was
@@ -53,6 +55,12 @@ Per step, for a sequence still thinking, in this order:
    Caveat: with top-p/top-k applied after the controller, the stop decision uses `p` before
    truncation (as TS does by the spec's definition), so an EOT that nucleus sampling would have
    cut can still trigger an ignore.
+
+EOT is also recognised in merged tokens when the policy has a `text_delimiter` (byte-level BPE
+writes a text `</think>` as `.</`, `think`, `>\\n\\n`): once the delimiter's last byte arrives the
+sequence is in its answer phase, and its thinking tokens are those before the token holding the
+delimiter's first byte (as `ThinkingFormat.split` counts them). TS still acts on `e`, the first
+token of the standalone delimiter.
 
 After EOT (answer phase), only the queued answer prefix is forced; the scores are otherwise left
 untouched. After an EOS token (`eos_token_ids`) the sequence is done and left untouched.
@@ -100,6 +108,8 @@ class SequenceState:
     hit_cap: bool = False  # the controller ended thinking at max_thinking_tokens
     eot_matched: int = 0  # tokens of EOT emitted so far while CLOSING
     forced: deque = field(default_factory=deque)  # token ids still to force, in order
+    tail: list = field(default_factory=lambda: [b"", []])  # TextDelimiter scratch
+    generator: torch.Generator | None = None  # this sequence's own random stream (sampled stops)
 
     @property
     def thinking(self) -> bool:
@@ -187,7 +197,12 @@ class StopPolicy:
         do_sample: how the controller decides "the model stops" while ignoring (module doc).
         eos_token_ids: tokens that end a sequence (its state then stops changing).
         complete_eot: force the rest of a multi-token EOT once its first token is emitted.
-        generator: CPU `torch.Generator` for the sampled stop decision (default: torch's).
+        generator: `torch.Generator` for the sampled stop decision when a sequence has none
+            of its own (`SequenceState.generator`; default: torch's global one).
+        text_delimiter: `ThinkingFormat.text_delimiter`: the delimiter is also recognised when
+            the model writes it in merged tokens (`.</`, `think`, `>\\n\\n`): the sequence has
+            then stopped (it is in its answer phase) and its thinking tokens are those before the
+            token holding the delimiter's first byte, as `ThinkingFormat.split` counts them.
     """
 
     def __init__(
@@ -204,7 +219,9 @@ class StopPolicy:
         eos_token_ids: Iterable[int] | None = (),
         complete_eot: bool = True,
         generator: torch.Generator | None = None,
+        text_delimiter=None,
     ):
+        self.text_delimiter = text_delimiter
         self.eot_ids = _token_ids("eot_token_ids", eot_token_ids)
         if not self.eot_ids:
             raise ValueError("eot_token_ids is empty: the controller needs the end-of-thinking delimiter")
@@ -276,6 +293,9 @@ class StopPolicy:
             s.forced.clear()
             return
         eot = self.eot_ids
+        in_text = None
+        if self.text_delimiter is not None and s.phase in (Phase.THINKING, Phase.CLOSING):
+            in_text = self.text_delimiter.feed(s.tail, s.n_observed - 1, tok)
         if s.phase == Phase.CLOSING:
             if tok == eot[s.eot_matched]:
                 s.eot_matched += 1
@@ -295,6 +315,12 @@ class StopPolicy:
             s.phase = Phase.ANSWER
             s.eot_emitted = True
             s.eot_matched = 0
+        if in_text is not None and s.phase != Phase.ANSWER:
+            # the delimiter written in merged tokens: the model has stopped thinking
+            s.phase = Phase.ANSWER
+            s.eot_emitted = True
+            s.eot_matched = 0
+            s.n_thinking = in_text  # every token before the delimiter's first one was thinking
 
     def _plan(self, s: SequenceState) -> int:
         """A token id to force, `_THINK` (thinking, scores may change) or `_PASS`."""
@@ -350,7 +376,7 @@ class StopPolicy:
                 out[idx] = ts_log_probs(scores[idx], self.e, self.stop_temperature)
 
         if decide_rows:
-            stops = self._decide(out, decide_rows, normalized=ts)
+            stops = self._decide(out, decide_rows, normalized=ts, states=states)
             mask_rows = []
             for i, stop in zip(decide_rows, stops):
                 if stop:
@@ -374,8 +400,11 @@ class StopPolicy:
             out[rows, torch.tensor(force_ids, device=out.device)] = 0.0
         return out
 
-    def _decide(self, scores: torch.Tensor, rows: list[int], normalized: bool = False) -> list[bool]:
-        """Did the model stop (pick EOT's first token)? One answer per row in `rows`."""
+    def _decide(self, scores: torch.Tensor, rows: list[int], normalized: bool = False,
+                states: Sequence[SequenceState] | None = None) -> list[bool]:
+        """Did the model stop (pick EOT's first token)? One answer per row in `rows`; a row
+        whose state has its own generator draws from it (its draws then depend on nothing
+        but its own history), the others from `self.generator`."""
         sub = scores if len(rows) == scores.shape[0] else scores[torch.tensor(rows, device=scores.device)]
         if not self.do_sample:
             return (sub.argmax(dim=-1) == self.e).tolist()
@@ -383,7 +412,12 @@ class StopPolicy:
         if not normalized:  # raw scores (TS output rows are already log-probabilities)
             log_pe = log_pe - torch.logsumexp(sub, dim=-1)
         p_e = log_pe.exp().tolist()
-        u = torch.rand(len(rows), generator=self.generator, dtype=torch.float64).tolist()
+        own = [states[i].generator if states is not None else None for i in rows]
+        if not any(g is not None for g in own):
+            u = torch.rand(len(rows), generator=self.generator, dtype=torch.float64).tolist()
+        else:
+            u = [torch.rand(1, generator=g or self.generator, dtype=torch.float64,
+                            device=g.device if g is not None else "cpu").item() for g in own]
         return [ui < pi for ui, pi in zip(u, p_e)]
 
     def step(self, state: SequenceState, logits: torch.Tensor) -> torch.Tensor:

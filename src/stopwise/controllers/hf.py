@@ -29,6 +29,8 @@ class _BatchTracker(LogitsProcessor):
         self.policy = policy
         self.reset()
 
+    row_generators: Sequence[torch.Generator] | None = None  # one per batch row (the engine sets them)
+
     def reset(self) -> None:
         """Forget all sequences: the processor can serve a new generate call."""
         self.states: list[SequenceState] | None = None
@@ -40,6 +42,11 @@ class _BatchTracker(LogitsProcessor):
         if self.states is None:
             self.policy.check_vocab(scores.shape[-1])
             self.states = [self.policy.new_state() for _ in range(batch)]
+            if self.row_generators is not None:
+                if len(self.row_generators) != batch:
+                    raise RuntimeError(f"{len(self.row_generators)} row generators for a batch of {batch}")
+                for state, gen in zip(self.states, self.row_generators):
+                    state.generator = gen
             self.prompt_length = self._length = length
             return
         if batch != len(self.states) or length != self._length + 1:
@@ -92,6 +99,7 @@ class TemperatureScaling(StopControllerProcessor):
         answer_prefix_ids: Sequence[int] = (),
         *,
         eos_token_ids: Iterable[int] | None = (),
+        text_delimiter=None,
     ):
         super().__init__(
             StopPolicy(
@@ -100,6 +108,7 @@ class TemperatureScaling(StopControllerProcessor):
                 max_thinking_tokens=max_thinking_tokens,
                 answer_prefix_ids=answer_prefix_ids,
                 eos_token_ids=eos_token_ids,
+                text_delimiter=text_delimiter,
             )
         )
 
@@ -130,6 +139,7 @@ class BudgetForcing(StopControllerProcessor):
         eos_token_ids: Iterable[int] | None = (),
         generator: torch.Generator | None = None,
         stop_temperature: float = 1.0,
+        text_delimiter=None,
     ):
         super().__init__(
             StopPolicy(
@@ -143,6 +153,7 @@ class BudgetForcing(StopControllerProcessor):
                 do_sample=do_sample,
                 eos_token_ids=eos_token_ids,
                 generator=generator,
+                text_delimiter=text_delimiter,
             )
         )
 
@@ -193,8 +204,10 @@ class StopRankRecorder(_BatchTracker):
     the model's own distribution; it returns `scores` unchanged.
     """
 
-    def __init__(self, eot_token_ids: Sequence[int], eos_token_ids: Iterable[int] | None = ()):
-        super().__init__(StopPolicy(eot_token_ids, eos_token_ids=eos_token_ids, complete_eot=False))
+    def __init__(self, eot_token_ids: Sequence[int], eos_token_ids: Iterable[int] | None = (),
+                 text_delimiter=None):
+        super().__init__(StopPolicy(eot_token_ids, eos_token_ids=eos_token_ids, complete_eot=False,
+                                    text_delimiter=text_delimiter))
         self.e = self.policy.e
 
     def reset(self) -> None:

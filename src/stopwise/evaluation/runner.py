@@ -81,7 +81,9 @@ class EvalConfig:
 def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float, max_new_tokens: int) -> dict:
     ids = gen.completion_ids
     body = ids[:-1] if gen.hit_eos else ids
-    thinking, answer, eot_emitted = fmt.split(body)
+    # the delimiter is found on the text: a merged `.</` / `>\n\n` counts (thinking.py)
+    counts = fmt.count(ids, eos_ids=ids[-1:] if gen.hit_eos else ())
+    eot_emitted = counts.eot_emitted
     hit_cap = not gen.hit_eos and len(ids) >= max_new_tokens
     record = {
         "problem_id": problem.id,
@@ -89,8 +91,9 @@ def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float,
         "level": level,
         "completion": tokenizer.decode(body, skip_special_tokens=False),
         "n_tokens": len(ids),
-        "n_thinking_tokens": len(thinking),
-        "n_answer_tokens": len(answer) + (1 if gen.hit_eos and eot_emitted else 0),
+        "n_thinking_tokens": counts.thinking,
+        "n_eot_tokens": counts.eot,
+        "n_answer_tokens": counts.answer,
         "eot_emitted": eot_emitted,
         "truncated": hit_cap and not eot_emitted,
         "hit_cap": hit_cap,
@@ -142,7 +145,8 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
             [prompts[p.id] for p, _ in batch],
             config.sampling,
             controller_factory=new_controller,
-            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos)) if config.record_stop_ranks else None,
+            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos, text_delimiter=fmt.text_delimiter))
+            if config.record_stop_ranks else None,
         )
         seconds = (time.perf_counter() - t0) / len(batch)
         records = [

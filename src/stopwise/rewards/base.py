@@ -199,13 +199,16 @@ def log_level_metrics(
     lengths: list[int],
     truncated: list[bool],
     rewards: list[float] | None = None,
+    counts: list | None = None,
 ) -> None:
     """Send per-sample values to TRL's `log_metric`, one call per sample and metric.
 
     TRL averages a metric over every value sent during a logging window and across processes,
     so one call per sample gives the exact per-level mean over all samples of the window.
-    Keys: `accuracy/<level>`, `tokens/<level>`, `truncated/<level>`, `reward/<level>`, and the
-    same with `all` for every sample. Without `log_metric` (outside TRL) this does nothing.
+    Keys: `accuracy/<level>`, `tokens/<level>`, `truncated/<level>`, `reward/<level>`, with
+    `counts` (`ThinkingFormat.count` per sample) `thinking_tokens/<level>` and
+    `answer_tokens/<level>`, and the same with `all` for every sample. Without `log_metric`
+    (outside TRL) this does nothing.
     """
     log_metric = kwargs.get("log_metric")
     if not callable(log_metric):
@@ -220,3 +223,6 @@ def log_level_metrics(
             log_metric(f"truncated/{key}", float(truncated[i]))
             if rewards is not None:
                 log_metric(f"reward/{key}", float(rewards[i]))
+            if counts is not None:
+                log_metric(f"thinking_tokens/{key}", float(counts[i].thinking))
+                log_metric(f"answer_tokens/{key}", float(counts[i].answer))

@@ -38,7 +38,10 @@ class CorrectnessReward:
       token, such as s1's `<|im_start|>answer`, which TRL's decoding would cut to "answer".
 
     With `log_metrics`, each call sends per-sample `accuracy/<level>`, `tokens/<level>`,
-    `truncated/<level>` (and `.../all`) through TRL's `log_metric`.
+    `truncated/<level>` (and `.../all`) through TRL's `log_metric`; with `fmt` (the tokenizer's
+    `ThinkingFormat`), also `thinking_tokens/<level>` and `answer_tokens/<level>`, counted from
+    `completion_ids` as the evaluation counts them (`ThinkingFormat.count`: the delimiter found
+    on the text, so a merged `.</` or `>\\n\\n` counts).
     """
 
     required_columns: tuple[str, ...] = ("answer",)
@@ -54,6 +57,7 @@ class CorrectnessReward:
         require_eot: bool = True,
         log_metrics: bool = True,
         name: str = "correctness",
+        fmt=None,
     ):
         if max_completion_length is not None and (
             isinstance(max_completion_length, bool)
@@ -73,7 +77,14 @@ class CorrectnessReward:
         self.tokenizer = tokenizer
         self.require_eot = require_eot
         self.log_metrics = log_metrics
+        self.fmt = fmt
         self.__name__ = name
+
+    def token_counts(self, completion_ids: Sequence[Sequence[int]]) -> list | None:
+        """`ThinkingFormat.count` of each completion (None without `fmt`)."""
+        if self.fmt is None:
+            return None
+        return [self.fmt.count(ids or [], self.eos_token_ids) for ids in completion_ids]
 
     def __repr__(self) -> str:
         return (
@@ -124,5 +135,6 @@ class CorrectnessReward:
         correct, lengths, truncated = self.score(completions or [], completion_ids, answers)
         if self.log_metrics:
             levels = kwargs.get("level")
-            log_level_metrics(kwargs, levels, correct, lengths, truncated)
+            log_level_metrics(kwargs, levels, correct, lengths, truncated,
+                              counts=self.token_counts(completion_ids))
         return [1.0 if ok else 0.0 for ok in correct]

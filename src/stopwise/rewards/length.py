@@ -32,7 +32,7 @@ class LengthPenalizedReward:
     or non-numeric weight, a budget <= 0, or budgets with the linear form are errors. A sample
     whose level is not in the set raises at call time.
 
-    `eot`, `eos_token_ids`, `grader`, `tokenizer`, `require_eot`: as in `CorrectnessReward`.
+    `eot`, `eos_token_ids`, `grader`, `tokenizer`, `require_eot`, `fmt`: as in `CorrectnessReward`.
     Columns: `answer` and `level`, both required (`check_reward_columns` checks them before
     training). With `log_metrics`, sends per-sample `accuracy/<level>`, `tokens/<level>`,
     `truncated/<level>`, `reward/<level>` (and `.../all`) through TRL's `log_metric`.
@@ -55,6 +55,7 @@ class LengthPenalizedReward:
         require_eot: bool = True,
         log_metrics: bool = True,
         name: str = "length_penalized",
+        fmt=None,
     ):
         if (
             isinstance(max_completion_length, bool)
@@ -112,6 +113,7 @@ class LengthPenalizedReward:
             tokenizer=tokenizer,
             require_eot=require_eot,
             log_metrics=False,
+            fmt=fmt,
         )
         self.__name__ = name
 
@@ -153,7 +155,8 @@ class LengthPenalizedReward:
         )
         rewards = [self.formula(ok, n, lv) for ok, n, lv in zip(correct, lengths, levels)]
         if self.log_metrics:
-            log_level_metrics(kwargs, levels, correct, lengths, truncated, rewards)
+            log_level_metrics(kwargs, levels, correct, lengths, truncated, rewards,
+                              counts=self.correctness.token_counts(completion_ids))
         return rewards
 
 

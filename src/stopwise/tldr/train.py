@@ -195,7 +195,7 @@ class TLDRConfig:
             level_instructions=dict(self.level_instructions),
         )
 
-    def make_reward(self, eos_token_ids=None, eot: str | None = None, grader=None, tokenizer=None):
+    def make_reward(self, eos_token_ids=None, eot: str | None = None, grader=None, tokenizer=None, fmt=None):
         """The run's LengthPenalizedReward (also the check of weights, budgets and form)."""
         from stopwise.rewards import LengthPenalizedReward
 
@@ -220,6 +220,7 @@ class TLDRConfig:
             eos_token_ids=eos_token_ids,
             grader=grader,
             tokenizer=tokenizer,
+            fmt=fmt,
         )
 
     def to_dict(self) -> dict:
@@ -462,7 +463,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
     # "<|im_start|>answer"), the reward decodes the ids itself, keeping them.
     special_eot = bool(set(fmt.eot_ids) & set(tokenizer.all_special_ids))
     reward = config.make_reward(eos_token_ids=_eos_ids(config.model, tokenizer), eot=fmt.eot,
-                                grader=grader, tokenizer=tokenizer if special_eot else None)
+                                grader=grader, tokenizer=tokenizer if special_eot else None, fmt=fmt)
     if "prompt" not in dataset.column_names:
         raise MissingColumnError(f"the training data has no 'prompt' column (columns: {dataset.column_names})")
     check_reward_columns([reward], dataset.column_names)
