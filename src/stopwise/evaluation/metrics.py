@@ -87,4 +87,18 @@ def summarize(samples: list[dict], eot: str = "</think>") -> dict:
         "loop_rate": mean(is_looping(w) for w in words),
         "wall_seconds": seconds,
         "tokens_per_second": total_tokens / seconds if seconds > 0 else None,
+        "grading": grading_report(samples),
     }
+
+
+def grading_report(samples: list[dict]) -> dict:
+    """How grading went: samples per `grade_status`, and the problems whose gold answer
+    math-verify reads no value from (graded by string comparison only), by id."""
+    statuses: dict[str, int] = defaultdict(int)
+    unparsed: list[str] = []
+    for s in samples:
+        status = s.get("grade_status", "unknown")
+        statuses[status] += 1
+        if status == "gold_unparsed" and s["problem_id"] not in unparsed:
+            unparsed.append(s["problem_id"])
+    return {"statuses": dict(statuses), "gold_unparsed": {"count": len(unparsed), "ids": unparsed}}

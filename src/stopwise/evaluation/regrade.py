@@ -22,13 +22,15 @@ def regrade_run(run_dir: str) -> dict:
 
     run = RunDir(run_dir)
     run.config()  # a clear error when this is not a run directory
-    samples = run.samples()
-    if not samples:
-        raise ValueError(f"{run.samples_path} has no samples to grade")
-    eot = run_eot(run)
-    samples = grade_samples(samples, eot=eot)
-    run.rewrite(samples)
-    old = json.loads(run.summary_path.read_text()) if run.summary_path.exists() else {}
-    summary = {**old, **summarize(samples, eot=eot)}
-    run.write_summary(summary)
+    with run:
+        run.lock()  # no run may append while the file is rewritten
+        samples = run.samples()
+        if not samples:
+            raise ValueError(f"{run.samples_path} has no samples to grade")
+        eot = run_eot(run)
+        samples = grade_samples(samples, eot=eot)
+        run.rewrite(samples)
+        old = json.loads(run.summary_path.read_text()) if run.summary_path.exists() else {}
+        summary = {**old, **summarize(samples, eot=eot)}
+        run.write_summary(summary)
     return summary

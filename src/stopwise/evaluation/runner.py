@@ -5,16 +5,19 @@ Everything that can be wrong with the inputs is checked before the first token i
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from stopwise.engines import HFEngine, SamplingSettings
+from stopwise.engines import HFEngine, SamplingSettings, sample_seed
 from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
 from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
+
+SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
 
 
 def _controller_config_type():
@@ -55,8 +58,10 @@ class EvalConfig:
 
     def identity(self) -> dict:
         """The settings that define the samples; limit, n_samples and batch size may change
-        between resumed calls (more problems or samples are then added)."""
+        between resumed calls (more problems or samples are then added). `seeding` names how
+        a sample's randomness is made (engines.hf: from (seed, problem id, sample index))."""
         return {
+            "seeding": SEEDING,
             "model": self.model,
             "benchmark": self.benchmark,
             "sampling": asdict(self.sampling),
@@ -107,6 +112,8 @@ def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float,
 
 def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
     """Run (or resume) one evaluation; `loaded` = (model, tokenizer) skips loading again."""
+    import torch
+
     from stopwise.benchmarks import load_benchmark
     from stopwise.controllers import StopRankRecorder, make_controller
     from stopwise.grading import grade_samples
@@ -126,40 +133,61 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
     new_controller()  # invalid settings fail here, not mid-run
 
     run = RunDir(config.out)
-    done = {(s["problem_id"], s["sample_index"]) for s in run.open(config.identity(), config.to_dict(), config.overwrite)}
-    level = config.prompt.level
-    prompts = {p.id: build_prompt(tokenizer, p.problem, fmt, config.prompt) for p in problems}
-    todo = [(p, i) for p in problems for i in range(config.n_samples) if (p.id, i) not in done]
-    # Similar lengths together: less padding, and a batch's sequences finish at similar times.
-    todo.sort(key=lambda unit: len(prompts[unit[0].id]))
+    try:
+        done = {(s["problem_id"], s["sample_index"])
+                for s in run.open(config.identity(), config.to_dict(), config.overwrite)}
+        for note in run.repairs:
+            print(f"[stopwise] resume: {note}", file=sys.stderr)
+        prompts = {p.id: build_prompt(tokenizer, p.problem, fmt, config.prompt) for p in problems}
+        batches = work_batches(problems, config.n_samples, config.batch_size, prompts)
+        todo = sum(1 for batch in batches for p, i in batch if (p.id, i) not in done)
+        total = len(problems) * config.n_samples
+        bar = tqdm(total=total, initial=total - todo, desc=f"eval {Path(config.out).name}", unit="sample",
+                   disable=not config.progress)
+        for batch in batches:
+            missing = [(p, i) for p, i in batch if (p.id, i) not in done]
+            if not missing:
+                continue
+            # the whole batch, as an uninterrupted run makes it (same rows, same padding), even
+            # when some of its samples were written before a crash
+            first = batch[0]
+            torch.manual_seed(sample_seed(config.sampling.seed, first[0].id, first[1]))
+            t0 = time.perf_counter()
+            gens = engine.generate(
+                [prompts[p.id] for p, _ in batch],
+                config.sampling,
+                controller_factory=new_controller,
+                recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos, text_delimiter=fmt.text_delimiter))
+                if config.record_stop_ranks else None,
+                seeds=[sample_seed(config.sampling.seed, p.id, i) for p, i in batch],
+            )
+            seconds = (time.perf_counter() - t0) / len(batch)
+            records = [
+                make_record(p, i, g, fmt, tokenizer, config.prompt.level, seconds, config.sampling.max_new_tokens)
+                for (p, i), g in zip(batch, gens) if (p.id, i) not in done
+            ]
+            run.append(grade_samples(records, eot=fmt.eot))
+            done.update((p.id, i) for p, i in missing)
+            bar.update(len(missing))
+        bar.close()
+        return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict(), repairs=run.repairs)
+    finally:
+        run.unlock()
 
-    bar = tqdm(total=len(problems) * config.n_samples, initial=len(problems) * config.n_samples - len(todo),
-               desc=f"eval {Path(config.out).name}", unit="sample", disable=not config.progress)
-    import torch
 
-    for start in range(0, len(todo), config.batch_size):
-        batch = todo[start : start + config.batch_size]
-        torch.manual_seed(config.sampling.seed + start)
-        t0 = time.perf_counter()
-        gens = engine.generate(
-            [prompts[p.id] for p, _ in batch],
-            config.sampling,
-            controller_factory=new_controller,
-            recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos, text_delimiter=fmt.text_delimiter))
-            if config.record_stop_ranks else None,
-        )
-        seconds = (time.perf_counter() - t0) / len(batch)
-        records = [
-            make_record(p, i, g, fmt, tokenizer, level, seconds, config.sampling.max_new_tokens)
-            for (p, i), g in zip(batch, gens)
-        ]
-        run.append(grade_samples(records, eot=fmt.eot))
-        bar.update(len(batch))
-    bar.close()
-    return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict())
+def work_batches(problems, n_samples: int, batch_size: int, prompts: dict) -> list[list[tuple]]:
+    """The run's batches, over its whole work list (not what is left of it), so that a resumed
+    run makes the very batches of an uninterrupted one: every (problem, sample index), sorted by
+    prompt length (less padding; a batch's sequences finish at similar times), then by problem
+    order and sample index, cut into batches of `batch_size`."""
+    order = {p.id: k for k, p in enumerate(problems)}
+    units = [(p, i) for p in problems for i in range(n_samples)]
+    units.sort(key=lambda u: (len(prompts[u[0].id]), order[u[0].id], u[1]))
+    return [units[k : k + batch_size] for k in range(0, len(units), batch_size)]
 
 
-def write_summary(run: RunDir, problems, n_samples: int, eot: str, config: dict) -> dict:
+def write_summary(run: RunDir, problems, n_samples: int, eot: str, config: dict,
+                  repairs: list[str] | None = None) -> dict:
     wanted = {p.id for p in problems}
     samples = [s for s in run.samples() if s["problem_id"] in wanted and s["sample_index"] < n_samples]
     summary = summarize(samples, eot=eot)
@@ -171,5 +199,7 @@ def write_summary(run: RunDir, problems, n_samples: int, eot: str, config: dict)
         "sampling": config["sampling"],
         "eot": eot,
     })
+    if repairs:
+        summary["resume_repairs"] = list(repairs)
     run.write_summary(summary)
     return summary

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from stopwise.evaluation.plots import CONTROLLER_LABELS, pareto_plot
-from stopwise.evaluation.rundir import write_json
+from stopwise.evaluation.rundir import RunDir, write_json
 from stopwise.evaluation.runner import EvalConfig, run_eval
 
 POINT_KEYS = ("accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "tokens_per_correct")
@@ -60,13 +60,22 @@ def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str |
 
     `reference_run`: a finished uncontrolled run directory of the same model, benchmark and
     sampling, used as the reference instead of generating it again (the demo's SFT run).
+    Resumable: each point is a resumable run (`run_eval`), so a sweep killed anywhere and run
+    again has the samples of an uninterrupted one.
     """
-    from stopwise.controllers import ControllerConfig
-    from stopwise.models import load_model_and_tokenizer
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = [point_config(base, controller, v, out) for v in values]  # all invalid values fail first
+    with RunDir(out) as lock:
+        lock.lock()  # one sweep at a time in `out` (each point's run directory has its own lock)
+        return _run_sweep(base, controller, values, out, configs, reference_run)
+
+
+def _run_sweep(base: EvalConfig, controller: str, values: list[float], out: Path, configs: list[EvalConfig],
+               reference_run) -> dict:
+    from stopwise.controllers import ControllerConfig
+    from stopwise.models import load_model_and_tokenizer
+
     loaded = load_model_and_tokenizer(base.model, dtype=base.dtype)
     if reference_run is not None:
         summary = json.loads((Path(reference_run) / "summary.json").read_text())
