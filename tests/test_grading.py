@@ -122,7 +122,7 @@ def test_answer_phase():
     "\\boxed{1} , " * 50_000,
     "Final Answer: " + "1," * 100_000 + "x",
     "the answer is " + "9" * 200_000 + "\n" + " " * 100_000,
-])
+], ids=["unclosed", "dollars", "spaces", "nested", "boxes", "commas", "digits"])
 def test_degenerate_text_is_graded_within_the_timeout(text):
     start = time.perf_counter()
     grading.candidates(text, ["1", "2"])  # the string work in the calling process
@@ -302,7 +302,7 @@ def test_gold_answers_verify_against_themselves_in_math_verify(benchmarks):
 def test_another_problems_gold_scores_at_most_1_percent(benchmarks):
     total_fp = total = 0
     for name, problems in benchmarks.items():
-        golds = [p.answer for p in problems]
+        golds = [p.answer for p in problems][: 300 if name == "gsm8k" else None]  # integers: 300 are plenty
         shifted = golds[1:] + golds[:1]
 
         key = normalize
@@ -334,6 +334,9 @@ def test_easy_inputs_grade_hundreds_per_second(benchmarks):
     print(f"\n[grader] easy inputs: {rate:.0f} completions/s")
     assert sum(result) == len(golds) // 2
     assert rate > 200
+    # the in-process shortcut for a boxed plain number gives math-verify's own verdict
+    tasks = [(GRADE_TASK, (*grading.candidates(c, g)[:2], g, [])) for c, g in zip(completions, golds)]
+    assert [r.value[1] for r in get_pool().run(tasks, timeout=5.0)] == result
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ How a completion is graded:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -144,6 +145,24 @@ def candidates(completion: str, gold: Gold, eot: str | None = DEFAULT_EOT,
     return context, (_boxes(final) if final else None), alternatives
 
 
+_PLAIN_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _same_plain_number(context: str | None, boxes: str | None, gold: Gold) -> bool:
+    """A shortcut with math-verify's verdict, in the calling process: the gold is a plain
+    number, the final box (one) holds that very string, and no "answer" phrase follows it
+    (the one thing that ties with a box in math-verify's priorities). Then math-verify reads
+    the box and finds it equal; any other case goes to math-verify."""
+    if not isinstance(gold, str) or boxes is None or not _PLAIN_NUMBER_RE.fullmatch(gold.strip()):
+        return False
+    if boxes != f"\\boxed{{{gold.strip()}}}":
+        return False
+    if context is None:
+        return True
+    end = context.rfind(boxes)
+    return end >= 0 and "answer" not in context[end + len(boxes) :].lower()
+
+
 def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None = DEFAULT_EOT,
                   timeout: float = DEFAULT_TIMEOUT, hit_cap: Sequence[bool] | None = None) -> list[Grade]:
     """Grade many completions at once; see the module docstring for the rules.
@@ -167,6 +186,9 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
         context, boxes, alternatives = candidates(completion or "", gold, eot, bool(hit_cap and hit_cap[i]))
         if context is None and boxes is None and not alternatives:
             out[i] = Grade(None, False, "no_answer")
+            continue
+        if _same_plain_number(context, boxes, gold):
+            out[i] = Grade(boxes[len("\\boxed{") : -1], True, "verified")
             continue
         tasks.append((GRADE_TASK, (context, boxes, gold, alternatives)))
         where.append(i)
