@@ -4,7 +4,7 @@ Both sides generate the same prompts in the same batches with the same settings,
 over several rounds on one machine; the ratio of medians is what to read (target >= 0.95).
 The harness side includes everything a run does: prompts, generation, grading, writing.
 
-    python benchmarks/eval_throughput.py [--model DIR] [--problems 32] [--rounds 3]
+    python benchmarks/eval_throughput.py [--model DIR] [--problems 32] [--rounds 3] [--temperature 0.6]
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ from stopwise.prompts import PromptConfig, build_prompt  # noqa: E402
 from stopwise.thinking import detect_thinking_format  # noqa: E402
 
 
-def bare_loop(model, tokenizer, prompts, batch_size, max_new_tokens) -> int:
+def bare_loop(model, tokenizer, prompts, batch_size, max_new_tokens, temperature=0.0, top_p=1.0) -> int:
     tokens = 0
     eos = tokenizer.eos_token_id
     for start in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature else {
+                "do_sample": False}
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
         for row in out[:, enc["input_ids"].shape[1]:].tolist():
             tokens += row.index(eos) + 1 if eos in row else len(row)
@@ -52,6 +54,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="> 0: sampled decoding (the harness draws per sample, RowSampler; bare: generate's sampler)")
+    ap.add_argument("--top-p", type=float, default=0.95)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,11 +70,12 @@ def main() -> None:
     bare, harness = [], []
     for r in range(-1, args.rounds):  # round -1 warms up both sides (kernels, grader pool)
         t0 = time.perf_counter()
-        n_bare = bare_loop(model, tokenizer, prompts, args.batch_size, args.max_new_tokens)
+        n_bare = bare_loop(model, tokenizer, prompts, args.batch_size, args.max_new_tokens, args.temperature, args.top_p)
         bare.append(n_bare / (time.perf_counter() - t0))
         config = EvalConfig(model=model_dir, benchmark=args.benchmark, out=str(tmp / f"run{r + 1}"),
                             data_dir=args.data_dir, limit=args.problems, batch_size=args.batch_size,
-                            sampling=SamplingSettings(temperature=0.0, max_new_tokens=args.max_new_tokens),
+                            sampling=SamplingSettings(temperature=args.temperature, top_p=args.top_p,
+                                                      max_new_tokens=args.max_new_tokens),
                             progress=False)
         t0 = time.perf_counter()
         summary = run_eval(config, loaded=(model, tokenizer))

@@ -131,3 +131,14 @@ def test_regrade_rewrites_verdicts(tiny_model_dir, tmp_path):
     regraded = load_samples(out)
     assert regraded[0]["correct"] is True
     assert json.loads((out / "summary.json").read_text())["accuracy"] >= 0.5
+
+
+def test_a_gold_math_verify_cannot_read_is_named_in_the_summary(tiny_model_dir, tmp_path):
+    bench = tmp_path / "b.jsonl"
+    bench.write_text(json.dumps({"id": 0, "problem": "1+1?", "answer": "2"}) + "\n"
+                     + json.dumps({"id": 1, "problem": "Which t?", "answer": "t(0,4]"}) + "\n")
+    out = tmp_path / "run"
+    assert main(eval_args(tiny_model_dir, bench, out, "--n-samples", "2")) == 0
+    grading = json.loads((out / "summary.json").read_text())["grading"]
+    assert grading["gold_unparsed"] == {"count": 1, "ids": ["b/1"]}
+    assert grading["statuses"]["gold_unparsed"] == 2 and sum(grading["statuses"].values()) == 4

@@ -256,3 +256,23 @@ def test_the_stop_decision_draws_from_the_rows_own_generator():
     shuffled = decisions([13, 11, 12])
     assert together == alone and shuffled == [alone[2], alone[0], alone[1]]
     assert 5 < sum(alone[0]) < 25  # the draws matter
+
+
+def test_row_sampler_draws_from_the_final_distribution():
+    """Gumbel-max per row: token frequencies follow softmax(scores); -inf tokens never come."""
+    import torch
+
+    from stopwise.engines import RowSampler
+    from stopwise.engines.hf import row_generators
+
+    scores = torch.tensor([[1.0, 0.0, -1.0, -float("inf"), 0.5]])
+    p = torch.softmax(scores, dim=-1)[0]
+    n = 4000
+    sampler = RowSampler(row_generators(range(n), "cpu"), eos_token_ids=[99])
+    out = sampler(torch.zeros(n, 1, dtype=torch.long), scores.expand(n, 5).clone())
+    assert bool(((out == 0).sum(dim=-1) == 1).all())  # one token per row, for greedy decoding
+    freq = (out == 0).double().mean(dim=0)
+    assert freq[3] == 0
+    assert torch.allclose(freq, p.double(), atol=0.03)  # 4000 draws: std <= 0.008
+    again = RowSampler(row_generators(range(n), "cpu"), eos_token_ids=[99])
+    assert torch.equal(again(torch.zeros(n, 1, dtype=torch.long), scores.expand(n, 5).clone()), out)

@@ -134,7 +134,8 @@ def candidates(completion: str, gold: Gold, eot: str | None = DEFAULT_EOT,
     intermediate boxes unboxed (only the final ones, `final_boxes`, count as boxes), None
     for a completion cut at the cap (`hit_cap`: boxes only) or an empty answer phase;
     `boxes`, the final boxes alone, or None; `alternatives`, the last k boxes, one per part,
-    for a gold of k > 1 parts. All empty: there is no answer to read.
+    for a gold of k > 1 parts. All empty: there is no answer to read (the worker still reads
+    the gold, so that a gold math-verify cannot read is reported).
     """
     phase = answer_phase(completion or "", eot)
     final, text = final_boxes(phase)
@@ -184,9 +185,6 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
         if completion is not None and not isinstance(completion, str):
             raise ValueError(f"completion {i} is a {type(completion).__name__}, not a string")
         context, boxes, alternatives = candidates(completion or "", gold, eot, bool(hit_cap and hit_cap[i]))
-        if context is None and boxes is None and not alternatives:
-            out[i] = Grade(None, False, "no_answer")
-            continue
         if _same_plain_number(context, boxes, gold):
             out[i] = Grade(boxes[len("\\boxed{") : -1], True, "verified")
             continue
