@@ -173,14 +173,19 @@ def test_bos_adding_tokenizer_gets_no_double_bos(tiny_model_dir):
 def test_recipes_load(recipe):
     config = load_recipe(recipe)
     assert config.model and config.data and config.out
-    if "1.5b" in recipe.name:
-        assert config.use_vllm and config.vllm_mode == "colocate"
-        assert config.data.endswith("math_train.jsonl")
-        # The GRPOConfig builds (bf16 off: no GPU here).
+    # vLLM is not a dependency: no recipe needs it (opt-in with --set use_vllm=true)
+    assert not config.use_vllm
+    # the level weights stay in force: one std over the batch, never the group's (SPEC)
+    assert config.scale_rewards == "batch"
+    assert config.num_generations == 8
+    if "qwen2.5" in recipe.name:
+        assert config.data.endswith("math_train.jsonl") and config.vllm_mode == "colocate"
+        # the rollout cap is the README's evaluation cap: a trace eval accepts is never c = 0 here
+        assert config.max_completion_length == 8192
+        # The GRPOConfig builds (bf16 off: no GPU here); 64 prompts per step on 8 GPUs.
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
-        assert args.use_vllm and args.vllm_mode == "colocate" and args.num_generations == 8
-    else:
-        assert config.num_generations == 8
+        assert args.scale_rewards == "batch" and not args.use_vllm
+        assert 8 * args.per_device_train_batch_size * args.gradient_accumulation_steps // 8 == 64
     if "levels" in recipe.name:
         # the KL anchor needs a reference model: the GRPOConfig must carry beta
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
@@ -213,6 +218,11 @@ def test_accelerate_configs():
         ({"grpo_args": {"warmup_ratoi": 0.1}}, "not a GRPOConfig field"),
         ({"grpo_args": {"beta": 0.1}}, "set by a TLDRConfig field"),
         ({"model": ""}, "model is required"),
+        # group scaling cancels the level weights in every all-correct (or all-wrong) group
+        ({"scale_rewards": "group"}, "scale_rewards: group with the linear reward form and 3 levels"),
+        ({"scale_rewards": "group", "reward_form": "budget",
+          "budgets": {"short": 512, "medium": 512, "long": 512}}, "the same budget at every level"),
+        ({"grpo_args": {"multi_objective_aggregation": "normalize_then_sum"}}, "normalize_then_sum"),
     ],
 )
 def test_recipe_validation(tmp_path, change, message):
@@ -222,6 +232,15 @@ def test_recipe_validation(tmp_path, change, message):
     with pytest.raises(ValueError) as err:
         load_recipe(path)
     assert message in str(err.value) and "r.yaml" in str(err.value)
+
+
+def test_group_scaling_where_the_levels_survive_it():
+    base = {"model": "m", "data": "d.jsonl", "out": "o", "scale_rewards": "group"}
+    # one level: nothing to separate; per-level budgets: they decide which lengths pay
+    assert config_from_dict({**base, "levels": ["short"]}).scale_rewards == "group"
+    budgets = {"short": 256, "medium": 1024, "long": 4096}
+    assert config_from_dict({**base, "reward_form": "budget", "budgets": budgets}).reward_form == "budget"
+    assert TLDRConfig(model="m", data="d", out="o").scale_rewards == "batch"  # the default
 
 
 def test_budget_recipe_and_scientific_notation(tmp_path):
@@ -326,3 +345,72 @@ def test_grpo_run_budget_form_fixed_level(tiny_model_dir, problem_file, tmp_path
     assert short["truncated"]["mean"] < 1 and short["tokens"]["mean"] < 16
     assert 0 <= short["accuracy"]["mean"] <= 1
     assert -0.6 * (16 - 4) / 4 <= short["reward"]["mean"] <= 1
+
+
+# ---------------------------------------------------------------- advantages (TRL's own code)
+
+
+def constructed_advantages(model_dir, tmp_path, scale_rewards):
+    """TRL's advantages of a constructed batch: one problem at the short and at the long level,
+    each a group of two correct completions of 10 and 20 tokens (the completions come from a
+    rollout function, so the real reward and TRL's real advantage code score them)."""
+    import os
+
+    import torch
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    levels = ["short", "long"]
+    config = TLDRConfig(model=str(model_dir), data="unused", out=str(tmp_path / scale_rewards),
+                        levels=levels, scale_rewards=scale_rewards, num_generations=2,
+                        per_device_batch_size=4, max_completion_length=32, progress=False)
+    ds = build_tldr_dataset([{"id": "p", "problem": "What is 2 + 2?", "answer": "4"}] * 2, tok,
+                            levels=levels, level_sampling="balanced")
+    answer = tok.encode("</think>\n\n\\boxed{4}", add_special_tokens=False) + [tok.eos_token_id]
+    filler = tok.encode(" so", add_special_tokens=False)
+
+    def completion(n_tokens):
+        return filler * (n_tokens - len(answer)) + answer
+
+    lengths = [10, 20, 10, 20]  # per group: a short and a long correct completion
+
+    def rollout(prompts, trainer):
+        ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        return {"prompt_ids": ids, "completion_ids": [completion(n) for n in lengths], "logprobs": None}
+
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[config.make_reward(eos_token_ids=[tok.eos_token_id])],
+                          args=make_grpo_config(config), train_dataset=ds, processing_class=tok,
+                          rollout_func=rollout)
+    trainer.model.train()
+    row = {x["level"]: x for x in ds}
+    inputs = [row["short"], row["short"], row["long"], row["long"]]
+    assert [x["level"] for x in inputs] == ["short", "short", "long", "long"]
+    out = trainer._generate_and_score_completions(inputs)
+    assert out["completion_mask"].sum(1).tolist() == lengths
+    return torch.as_tensor(out["advantages"]).tolist()
+
+
+def test_batch_scaling_keeps_the_level_weight_in_a_longer_correct_completions_advantage(tiny_model_dir, tmp_path):
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "batch")
+    # every completion is correct: only length moves the advantage, by lambda_l * 10 / 32
+    assert short_b < long_b < 0 < long_a < short_a
+    assert short_b / long_b == pytest.approx(0.6 / 0.1, rel=1e-3)  # the level's weight, in force
+    # unscaled (Dr. GRPO) advantages keep it too
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "none")
+    assert short_b / long_b == pytest.approx(6, rel=1e-3)
+    # group scaling would cancel it (next test): refused with several levels and the linear form
+    with pytest.raises(ValueError, match="level weights cancel"):
+        constructed_advantages(tiny_model_dir, tmp_path, "group")
+
+
+def test_group_scaling_cancels_the_level_weights(tiny_model_dir, tmp_path, monkeypatch):
+    """What the refusal protects against, shown on TRL's own code: group scaling made the
+    longer completion's advantage the same at both levels."""
+    from stopwise.tldr.train import TLDRConfig as Config
+
+    monkeypatch.setattr(Config, "_check_level_signal", lambda self: None)
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "group")
+    # equal up to TRL's 1e-4 added to the std (std is 0.13 at short, 0.02 at long)
+    assert short_b == pytest.approx(long_b, rel=1e-2) and short_b < -0.5
