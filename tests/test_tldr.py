@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt
+from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt, user_message
 from stopwise.thinking import detect_thinking_format
 from stopwise.tldr import (
     PromptMismatchError,
@@ -287,6 +287,17 @@ def small_config(model, data, out, **kw):
     return TLDRConfig(**base)
 
 
+def assert_logged_rewards_follow_the_formula(logs, cap, weights=(("short", 0.6), ("medium", 0.3), ("long", 0.1))):
+    """Per log and level, the mean reward is the mean correctness minus lambda_l * mean tokens /
+    L_max (the linear form is linear, and L <= L_max); truncated completions count as wrong."""
+    for entry in logs:
+        for level, lam in weights:
+            if f"reward/{level}" in entry:
+                want = entry[f"accuracy/{level}"] - lam * entry[f"tokens/{level}"] / cap
+                assert entry[f"reward/{level}"] == pytest.approx(want, abs=1e-4)
+                assert entry[f"accuracy/{level}"] <= 1 - entry[f"truncated/{level}"] + 1e-6
+
+
 def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     out = tmp_path / "tldr"
     summary = run_tldr(small_config(tiny_model_dir, problem_file, out, level_sampling="balanced"))
@@ -300,11 +311,7 @@ def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     assert seen_levels and seen_levels <= {"short", "medium", "long"}
     for level in seen_levels:
         assert {f"tokens/{level}", f"reward/{level}", f"truncated/{level}"} <= keys
-    for entry in logs:  # the random model runs to the cap: truncated, c = 0, r = -lambda_l
-        assert entry["tokens/all"] == 16 and entry["truncated/all"] == 1
-        for level, lam in (("short", 0.6), ("medium", 0.3), ("long", 0.1)):
-            if f"reward/{level}" in entry:
-                assert entry[f"reward/{level}"] == pytest.approx(-lam)
+    assert_logged_rewards_follow_the_formula(logs, 16)
     lines = (out / "tldr_log.jsonl").read_text().splitlines()
     assert len(lines) >= 3 and "accuracy/all" in json.loads(lines[0])
     assert (out / "checkpoint-2" / "trainer_state.json").exists()
@@ -312,7 +319,7 @@ def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer_config.json", "tldr_config.yaml", "tldr_summary.json"):
         assert (out / name).exists(), name
     saved = json.loads((out / "tldr_summary.json").read_text())
-    assert saved["levels"]["all"]["tokens"]["last"] == 16
+    assert saved["levels"]["all"]["tokens"]["last"] == logs[-1]["tokens/all"]
 
     from stopwise.models import load_model_and_tokenizer
 
@@ -414,3 +421,80 @@ def test_group_scaling_cancels_the_level_weights(tiny_model_dir, tmp_path, monke
     short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "group")
     # equal up to TRL's 1e-4 added to the std (std is 0.13 at short, 0.02 at long)
     assert short_b == pytest.approx(long_b, rel=1e-2) and short_b < -0.5
+
+
+# ---------------------------------------------------------------- learning: a run that can fail
+
+ADD = {"id": "add", "problem": "What is 1 + 1?", "answer": "2"}
+
+
+def stop_traces(n=64, seed=0):
+    """SFT traces of one task, half short (one line of thinking), half long (the same line, then
+    two redundant re-checks), under a random level sentence or none: a student that learns them
+    stops, at either length and right, whatever the level says. The re-checks hold no numbers,
+    so a long trace is no likelier to be wrong: the reward's correctness term favours neither
+    length, and what shortens the completions is the length term."""
+    import random
+
+    rng = random.Random(seed)
+    traces = []
+    for i in range(n):
+        checks = ["Wait, let me check that again."] * (0 if i % 8 < 4 else 2)
+        thinking = " ".join(["1 + 1 = 2.", *checks])
+        level = rng.choice([None, "short", "medium", "long"])
+        traces.append({"id": f"t{i}", "answer": "2", "messages": [
+            {"role": "user", "content": user_message(ADD["problem"], PromptConfig(), level)},
+            {"role": "assistant", "content": f"<think>\n{thinking}\n</think>\n\nThe final answer is \\boxed{{2}}."},
+        ]})
+    return traces
+
+
+@pytest.fixture(scope="module")
+def stopping_model(tmp_path_factory):
+    """A tiny model that has learnt to stop: 100 SFT steps (~5 s on one core)."""
+    from stopwise.models import build_tiny_model
+    from stopwise.supervision import SFTRunConfig, run_sft
+
+    root = tmp_path_factory.mktemp("stopping")
+    out = root / "sft"
+    run_sft(SFTRunConfig(model=str(build_tiny_model(root / "init")), out=str(out), max_steps=100, lr=1e-2,
+                         batch_size=8, max_length=256, warmup_ratio=0.0, group_by_length=False, use_cpu=True,
+                         bf16=False, save_steps=1000, logging_steps=50, progress=False), traces=stop_traces())
+    return out
+
+
+def short_level_eval(model, problems, out):
+    from stopwise.engines import SamplingSettings
+    from stopwise.evaluation.runner import EvalConfig, run_eval
+
+    return run_eval(EvalConfig(model=str(model), benchmark=str(problems), out=str(out), n_samples=64,
+                               sampling=SamplingSettings(temperature=0.7, top_p=1.0, max_new_tokens=128, seed=1),
+                               batch_size=64, prompt=PromptConfig(level="short"), progress=False))
+
+
+@pytest.mark.slow
+def test_tldr_shortens_the_short_level_of_a_model_that_stops(stopping_model, tmp_path):
+    """12 GRPO steps at the three levels shorten the short level's completions by a third
+    (43.5 -> 28.9 mean tokens here; ratio 0.53-0.72 over model seeds 0-2 and run seeds 0-1)."""
+    problems = tmp_path / "add.jsonl"
+    problems.write_text(json.dumps(ADD) + "\n")
+    start = short_level_eval(stopping_model, problems, tmp_path / "eval-start")
+    # it stops (almost never at the cap), at both lengths, and is mostly right: something to shorten
+    assert start["truncation_rate"] <= 0.05 and start["accuracy"] >= 0.8 and start["mean_tokens"] > 33
+
+    out = tmp_path / "tldr"
+    summary = run_tldr(TLDRConfig(
+        model=str(stopping_model), data=str(problems), out=str(out), level_sampling="all",
+        num_generations=8, per_device_batch_size=24, max_completion_length=128, max_steps=12,
+        learning_rate=5e-4, temperature=0.7, save_steps=1000, progress=False))
+    assert summary["global_step"] == 12
+    logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert_logged_rewards_follow_the_formula(logs, 128)
+
+    final = short_level_eval(out, problems, tmp_path / "eval-final")
+    print(f"short level: mean tokens {start['mean_tokens']:.1f} -> {final['mean_tokens']:.1f}, "
+          f"accuracy {start['accuracy']:.3f} -> {final['accuracy']:.3f}, "
+          f"truncated {start['truncation_rate']:.3f} -> {final['truncation_rate']:.3f}")
+    assert final["mean_tokens"] < 0.8 * start["mean_tokens"]
+    # shorter by dropping redundant re-checks, not by breaking the answer
+    assert final["accuracy"] >= start["accuracy"] - 0.1 and final["truncation_rate"] <= start["truncation_rate"]
