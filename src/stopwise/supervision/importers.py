@@ -146,7 +146,7 @@ class Candidate:
     gold: Any = None
     verdict: bool | None = None         # the data set's own correctness flag
     drop: str | None = None             # a reason found while reading
-    group: str = ""                     # traces of one problem (max_per_problem)
+    group: str | None = None            # OpenR1: the problem its generations share (max_per_problem)
 
 
 # ---------------------------------------------------------------- formats
@@ -486,11 +486,11 @@ def import_traces(config: ImportConfig) -> dict:
         if config.keep_correct == "grader":
             ok = _grade(ok, config, report)
         for c in ok:
-            group = c.group or c.id
-            if config.max_per_problem is not None and per_problem.get(group, 0) >= config.max_per_problem:
-                report.drop(OVER_CAP, c.id)
-                continue
-            per_problem[group] = per_problem.get(group, 0) + 1
+            if c.group is not None and config.max_per_problem is not None:
+                if per_problem.get(c.group, 0) >= config.max_per_problem:
+                    report.drop(OVER_CAP, c.id)
+                    continue
+                per_problem[c.group] = per_problem.get(c.group, 0) + 1
             try:
                 fh.write(json.dumps(_record(c, chosen, fmt), ensure_ascii=False) + "\n")
             except ValueError as err:
