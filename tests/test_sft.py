@@ -19,6 +19,7 @@ from stopwise.supervision import (
     write_traces,
 )
 from stopwise.supervision.sft import prepare
+from stopwise.tldr import load_recipe
 from stopwise.world import TeacherConfig, build_world_tokenizer, make_traces, trace_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,6 +173,28 @@ def test_resume_after_a_kill(tmp_path):
         run_sft(changed)
 
 
+def test_traces_over_max_length_are_dropped_and_counted_not_cut(tmp_path):
+    traces = world_traces(8)
+    tok = build_world_tokenizer()
+    lengths = [len(ids) for ids in tok.apply_chat_template([t["messages"] for t in traces], tokenize=True)["input_ids"]]
+    cap = sorted(lengths)[4]
+    n_long = sum(n > cap for n in lengths)
+    assert 0 < n_long < 8
+    base = dict(quick=True, progress=False, student={"hidden_size": 32}, max_length=cap)
+    trainer, data, _ = prepare(SFTRunConfig(out=str(tmp_path / "drop"), over_length="drop", **base), traces=traces)
+    assert len(data) == len(trainer.train_dataset) == 8 - n_long and trainer.over_length["n"] == n_long
+    assert trainer.over_length["longest"] == max(lengths)
+    assert trainer.over_length["ids"] == [t["id"] for t, n in zip(traces, lengths) if n > cap]
+    # every trace kept ends with its answer and end of turn: nothing was cut
+    assert all(row["input_ids"][-2] == tok.convert_tokens_to_ids("<|im_end|>") for row in trainer.train_dataset)
+    with pytest.raises(ValueError, match=rf"{n_long} of 8 traces longer than max_length {cap}"):
+        prepare(SFTRunConfig(out=str(tmp_path / "err"), over_length="error", **base), traces=traces)
+    trainer, data, _ = prepare(SFTRunConfig(out=str(tmp_path / "cut"), **base), traces=traces)  # the default
+    assert len(trainer.train_dataset) == 8 and max(len(r["input_ids"]) for r in trainer.train_dataset) == cap
+    with pytest.raises(ValueError, match="over_length must be one of"):
+        SFTRunConfig(over_length="squeeze")
+
+
 def test_sft_config_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'learning_rate'"):
         sft_config_from_dict({"learning_rate": 1e-5})
@@ -193,6 +216,10 @@ def test_recipes_validate():
     assert s1k.max_length >= 16384
     s1k_7b = load_sft_config(REPO / "recipes" / "sft_qwen2.5_7b_s1k.yaml")
     assert s1k_7b.model == "Qwen/Qwen2.5-7B-Instruct" and s1k_7b.gradient_checkpointing
+    for recipe, size in ((s1k, "1.5b"), (s1k_7b, "7b")):
+        assert recipe.over_length == "drop"  # long traces are never cut before their answer
+        # the TLDR recipe of the same size starts from this SFT run's output
+        assert load_recipe(REPO / "recipes" / f"tldr_qwen2.5_{size}_math.yaml").model == recipe.out
     demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"out": "elsewhere"})
     assert demo.model == "world-student" and demo.data == "world" and demo.out == "elsewhere"
     assert demo.use_cpu and not demo.bf16

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt
+from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt, user_message
 from stopwise.thinking import detect_thinking_format
 from stopwise.tldr import (
     PromptMismatchError,
@@ -173,14 +173,19 @@ def test_bos_adding_tokenizer_gets_no_double_bos(tiny_model_dir):
 def test_recipes_load(recipe):
     config = load_recipe(recipe)
     assert config.model and config.data and config.out
-    if "1.5b" in recipe.name:
-        assert config.use_vllm and config.vllm_mode == "colocate"
-        assert config.data.endswith("math_train.jsonl")
-        # The GRPOConfig builds (bf16 off: no GPU here).
+    # vLLM is not a dependency: no recipe needs it (opt-in with --set use_vllm=true)
+    assert not config.use_vllm
+    # the level weights stay in force: one std over the batch, never the group's (SPEC)
+    assert config.scale_rewards == "batch"
+    assert config.num_generations == 8
+    if "qwen2.5" in recipe.name:
+        assert config.data.endswith("math_train.jsonl") and config.vllm_mode == "colocate"
+        # the rollout cap is the README's evaluation cap: a trace eval accepts is never c = 0 here
+        assert config.max_completion_length == 8192
+        # The GRPOConfig builds (bf16 off: no GPU here); 64 prompts per step on 8 GPUs.
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
-        assert args.use_vllm and args.vllm_mode == "colocate" and args.num_generations == 8
-    else:
-        assert config.num_generations == 8
+        assert args.scale_rewards == "batch" and not args.use_vllm
+        assert 8 * args.per_device_train_batch_size * args.gradient_accumulation_steps // 8 == 64
     if "levels" in recipe.name:
         # the KL anchor needs a reference model: the GRPOConfig must carry beta
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
@@ -213,6 +218,11 @@ def test_accelerate_configs():
         ({"grpo_args": {"warmup_ratoi": 0.1}}, "not a GRPOConfig field"),
         ({"grpo_args": {"beta": 0.1}}, "set by a TLDRConfig field"),
         ({"model": ""}, "model is required"),
+        # group scaling cancels the level weights in every all-correct (or all-wrong) group
+        ({"scale_rewards": "group"}, "scale_rewards: group with the linear reward form and 3 levels"),
+        ({"scale_rewards": "group", "reward_form": "budget",
+          "budgets": {"short": 512, "medium": 512, "long": 512}}, "the same budget at every level"),
+        ({"grpo_args": {"multi_objective_aggregation": "normalize_then_sum"}}, "normalize_then_sum"),
     ],
 )
 def test_recipe_validation(tmp_path, change, message):
@@ -222,6 +232,15 @@ def test_recipe_validation(tmp_path, change, message):
     with pytest.raises(ValueError) as err:
         load_recipe(path)
     assert message in str(err.value) and "r.yaml" in str(err.value)
+
+
+def test_group_scaling_where_the_levels_survive_it():
+    base = {"model": "m", "data": "d.jsonl", "out": "o", "scale_rewards": "group"}
+    # one level: nothing to separate; per-level budgets: they decide which lengths pay
+    assert config_from_dict({**base, "levels": ["short"]}).scale_rewards == "group"
+    budgets = {"short": 256, "medium": 1024, "long": 4096}
+    assert config_from_dict({**base, "reward_form": "budget", "budgets": budgets}).reward_form == "budget"
+    assert TLDRConfig(model="m", data="d", out="o").scale_rewards == "batch"  # the default
 
 
 def test_budget_recipe_and_scientific_notation(tmp_path):
@@ -268,6 +287,16 @@ def small_config(model, data, out, **kw):
     return TLDRConfig(**base)
 
 
+def assert_logged_rewards_follow_the_formula(logs, cap, weights=(("short", 0.6), ("medium", 0.3), ("long", 0.1))):
+    """Per log and level, the mean reward is the mean correctness minus lambda_l * mean tokens /
+    L_max (the linear form is linear, and L <= L_max)."""
+    for entry in logs:
+        for level, lam in weights:
+            if f"reward/{level}" in entry:
+                want = entry[f"accuracy/{level}"] - lam * entry[f"tokens/{level}"] / cap
+                assert entry[f"reward/{level}"] == pytest.approx(want, abs=1e-4)
+
+
 def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     out = tmp_path / "tldr"
     summary = run_tldr(small_config(tiny_model_dir, problem_file, out, level_sampling="balanced"))
@@ -281,11 +310,7 @@ def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     assert seen_levels and seen_levels <= {"short", "medium", "long"}
     for level in seen_levels:
         assert {f"tokens/{level}", f"reward/{level}", f"truncated/{level}"} <= keys
-    for entry in logs:  # the random model runs to the cap: truncated, c = 0, r = -lambda_l
-        assert entry["tokens/all"] == 16 and entry["truncated/all"] == 1
-        for level, lam in (("short", 0.6), ("medium", 0.3), ("long", 0.1)):
-            if f"reward/{level}" in entry:
-                assert entry[f"reward/{level}"] == pytest.approx(-lam)
+    assert_logged_rewards_follow_the_formula(logs, 16)
     lines = (out / "tldr_log.jsonl").read_text().splitlines()
     assert len(lines) >= 3 and "accuracy/all" in json.loads(lines[0])
     assert (out / "checkpoint-2" / "trainer_state.json").exists()
@@ -293,7 +318,7 @@ def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer_config.json", "tldr_config.yaml", "tldr_summary.json"):
         assert (out / name).exists(), name
     saved = json.loads((out / "tldr_summary.json").read_text())
-    assert saved["levels"]["all"]["tokens"]["last"] == 16
+    assert saved["levels"]["all"]["tokens"]["last"] == logs[-1]["tokens/all"]
 
     from stopwise.models import load_model_and_tokenizer
 
@@ -326,3 +351,149 @@ def test_grpo_run_budget_form_fixed_level(tiny_model_dir, problem_file, tmp_path
     assert short["truncated"]["mean"] < 1 and short["tokens"]["mean"] < 16
     assert 0 <= short["accuracy"]["mean"] <= 1
     assert -0.6 * (16 - 4) / 4 <= short["reward"]["mean"] <= 1
+
+
+# ---------------------------------------------------------------- advantages (TRL's own code)
+
+
+def constructed_advantages(model_dir, tmp_path, scale_rewards):
+    """TRL's advantages of a constructed batch: one problem at the short and at the long level,
+    each a group of two correct completions of 10 and 20 tokens (the completions come from a
+    rollout function, so the real reward and TRL's real advantage code score them)."""
+    import os
+
+    import torch
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    levels = ["short", "long"]
+    config = TLDRConfig(model=str(model_dir), data="unused", out=str(tmp_path / scale_rewards),
+                        levels=levels, scale_rewards=scale_rewards, num_generations=2,
+                        per_device_batch_size=4, max_completion_length=32, progress=False)
+    ds = build_tldr_dataset([{"id": "p", "problem": "What is 2 + 2?", "answer": "4"}] * 2, tok,
+                            levels=levels, level_sampling="balanced")
+    answer = tok.encode("</think>\n\n\\boxed{4}", add_special_tokens=False) + [tok.eos_token_id]
+    filler = tok.encode(" so", add_special_tokens=False)
+
+    def completion(n_tokens):
+        return filler * (n_tokens - len(answer)) + answer
+
+    lengths = [10, 20, 10, 20]  # per group: a short and a long correct completion
+
+    def rollout(prompts, trainer):
+        ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        return {"prompt_ids": ids, "completion_ids": [completion(n) for n in lengths], "logprobs": None}
+
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[config.make_reward(eos_token_ids=[tok.eos_token_id])],
+                          args=make_grpo_config(config), train_dataset=ds, processing_class=tok,
+                          rollout_func=rollout)
+    trainer.model.train()
+    row = {x["level"]: x for x in ds}
+    inputs = [row["short"], row["short"], row["long"], row["long"]]
+    assert [x["level"] for x in inputs] == ["short", "short", "long", "long"]
+    out = trainer._generate_and_score_completions(inputs)
+    assert out["completion_mask"].sum(1).tolist() == lengths
+    return torch.as_tensor(out["advantages"]).tolist()
+
+
+def test_batch_scaling_keeps_the_level_weight_in_a_longer_correct_completions_advantage(tiny_model_dir, tmp_path):
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "batch")
+    # every completion is correct: only length moves the advantage, by lambda_l * 10 / 32
+    assert short_b < long_b < 0 < long_a < short_a
+    assert short_b / long_b == pytest.approx(0.6 / 0.1, rel=1e-3)  # the level's weight, in force
+    # unscaled (Dr. GRPO) advantages keep it too
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "none")
+    assert short_b / long_b == pytest.approx(6, rel=1e-3)
+    # group scaling would cancel it (next test): refused with several levels and the linear form
+    with pytest.raises(ValueError, match="level weights cancel"):
+        constructed_advantages(tiny_model_dir, tmp_path, "group")
+
+
+def test_group_scaling_cancels_the_level_weights(tiny_model_dir, tmp_path, monkeypatch):
+    """What the refusal protects against, shown on TRL's own code: group scaling made the
+    longer completion's advantage the same at both levels."""
+    from stopwise.tldr.train import TLDRConfig as Config
+
+    monkeypatch.setattr(Config, "_check_level_signal", lambda self: None)
+    short_a, short_b, long_a, long_b = constructed_advantages(tiny_model_dir, tmp_path, "group")
+    # equal up to TRL's 1e-4 added to the std (std is 0.13 at short, 0.02 at long)
+    assert short_b == pytest.approx(long_b, rel=1e-2) and short_b < -0.5
+
+
+# ---------------------------------------------------------------- learning: a run that can fail
+
+ADD = {"id": "add", "problem": "What is 1 + 1?", "answer": "2"}
+
+
+def stop_traces(n=64, seed=0):
+    """SFT traces of one task, half short (one line of thinking), half long (the same line, then
+    two redundant re-checks), under a random level sentence or none: a student that learns them
+    stops, at either length and right, whatever the level says. The re-checks hold no numbers,
+    so a long trace is no likelier to be wrong: the reward's correctness term favours neither
+    length, and what shortens the completions is the length term."""
+    import random
+
+    rng = random.Random(seed)
+    traces = []
+    for i in range(n):
+        checks = ["Wait, let me check that again."] * (0 if i % 8 < 4 else 2)
+        thinking = " ".join(["1 + 1 = 2.", *checks])
+        level = rng.choice([None, "short", "medium", "long"])
+        traces.append({"id": f"t{i}", "answer": "2", "messages": [
+            {"role": "user", "content": user_message(ADD["problem"], PromptConfig(), level)},
+            {"role": "assistant", "content": f"<think>\n{thinking}\n</think>\n\nThe final answer is \\boxed{{2}}."},
+        ]})
+    return traces
+
+
+@pytest.fixture(scope="module")
+def stopping_model(tmp_path_factory):
+    """A tiny model that has learnt to stop: 100 SFT steps (~5 s on one core)."""
+    from stopwise.models import build_tiny_model
+    from stopwise.supervision import SFTRunConfig, run_sft
+
+    root = tmp_path_factory.mktemp("stopping")
+    out = root / "sft"
+    run_sft(SFTRunConfig(model=str(build_tiny_model(root / "init")), out=str(out), max_steps=100, lr=1e-2,
+                         batch_size=8, max_length=256, warmup_ratio=0.0, group_by_length=False, use_cpu=True,
+                         bf16=False, save_steps=1000, logging_steps=50, progress=False), traces=stop_traces())
+    return out
+
+
+def short_level_eval(model, problems, out):
+    from stopwise.engines import SamplingSettings
+    from stopwise.evaluation.runner import EvalConfig, run_eval
+
+    return run_eval(EvalConfig(model=str(model), benchmark=str(problems), out=str(out), n_samples=64,
+                               sampling=SamplingSettings(temperature=0.7, top_p=1.0, max_new_tokens=128, seed=1),
+                               batch_size=64, prompt=PromptConfig(level="short"), progress=False))
+
+
+@pytest.mark.slow
+def test_tldr_shortens_the_short_level_of_a_model_that_stops(stopping_model, tmp_path):
+    """12 GRPO steps at the three levels shorten the short level's completions by a third
+    (43.5 -> 28.9 mean tokens here; ratio 0.53-0.72 over model seeds 0-2 and run seeds 0-1)."""
+    problems = tmp_path / "add.jsonl"
+    problems.write_text(json.dumps(ADD) + "\n")
+    start = short_level_eval(stopping_model, problems, tmp_path / "eval-start")
+    # it stops (almost never at the cap), at both lengths, and is mostly right: something to shorten
+    assert start["truncation_rate"] <= 0.05 and start["accuracy"] >= 0.8 and start["mean_tokens"] > 33
+
+    out = tmp_path / "tldr"
+    summary = run_tldr(TLDRConfig(
+        model=str(stopping_model), data=str(problems), out=str(out), level_sampling="all",
+        num_generations=8, per_device_batch_size=24, max_completion_length=128, max_steps=12,
+        learning_rate=5e-4, temperature=0.7, save_steps=1000, progress=False))
+    assert summary["global_step"] == 12
+    logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert_logged_rewards_follow_the_formula(logs, 128)
+
+    final = short_level_eval(out, problems, tmp_path / "eval-final")
+    print(f"short level: mean tokens {start['mean_tokens']:.1f} -> {final['mean_tokens']:.1f}, "
+          f"accuracy {start['accuracy']:.3f} -> {final['accuracy']:.3f}, "
+          f"truncated {start['truncation_rate']:.3f} -> {final['truncation_rate']:.3f}")
+    assert final["mean_tokens"] < 0.8 * start["mean_tokens"]
+    # shorter by dropping redundant re-checks, not by breaking the answer
+    assert final["accuracy"] >= start["accuracy"] - 0.1 and final["truncation_rate"] <= start["truncation_rate"]

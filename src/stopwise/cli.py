@@ -6,6 +6,7 @@
     stopwise analyze  stop analysis of a run -> analysis.json, plots
     stopwise plot     several sweeps on one Pareto plot
     stopwise sft      SFT distillation (TRL SFTTrainer, assistant-only loss)
+    stopwise data     SFT data: import public trace sets, shortest-correct-of-k, level-tagged
     stopwise tldr     length-regularised GRPO with short / medium / long levels
     stopwise demo     the whole story on the demo world (CPU, no download)
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
@@ -181,6 +182,8 @@ def cmd_data(args) -> int:
     )
     from stopwise.supervision.traces import TraceFormat
 
+    if args.kind == "import":
+        return cmd_data_import(args)
     if args.kind == "shortest-correct":
         if not args.problems:
             raise ValueError("shortest-correct needs --problems (the benchmark the run was made on)")
@@ -195,6 +198,23 @@ def cmd_data(args) -> int:
         note = f"levels {counts}"
     write_traces(args.out, traces)
     print(f"wrote {len(traces)} traces to {args.out} ({note})")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from stopwise.supervision.importers import ImportConfig, import_traces
+
+    config = ImportConfig(
+        source=args.source, out=args.out, format=args.format, style=args.style,
+        keep_correct=args.keep_correct, teacher=args.teacher, split=args.split, subset=args.subset,
+        limit=args.limit, max_per_problem=args.max_per_problem or None,
+        **({"instruction": args.instruction} if args.instruction is not None else {}),
+    )
+    report = import_traces(config)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    dropped = ", ".join(f"{n} {why}" for why, n in report["dropped"].items()) or "none"
+    print(f"read {report['read']} records ({report['format']}), {report['traces']} traces: kept "
+          f"{report['kept']}, dropped {dropped}; wrote {report['out']}", file=sys.stderr)
     return 0
 
 
@@ -263,15 +283,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
     p.set_defaults(func=cmd_sft)
 
-    p = sub.add_parser("data", help="length-aware SFT data: shortest-correct-of-k or level-tagged traces")
-    p.add_argument("kind", choices=["shortest-correct", "level-tagged"])
-    p.add_argument("source", help="shortest-correct: a run directory made with --n-samples k; "
-                   "level-tagged: a trace file (JSONL)")
-    p.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
-    p.add_argument("--problems", help="shortest-correct: the benchmark (name or file) of the run")
-    p.add_argument("--tokenizer", help="level-tagged: model or tokenizer directory that counts the tokens")
-    p.add_argument("--group-by", help="level-tagged: terciles within groups of this trace field (e.g. difficulty)")
-    p.set_defaults(func=cmd_data)
+    p = sub.add_parser("data", help="SFT data: import public trace sets, shortest-correct-of-k, level-tagged traces")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    d = kinds.add_parser("import", help="a public long-CoT data set (hub id or JSON/JSONL/Parquet) as SFT traces")
+    d.add_argument("source", help="hub dataset id (e.g. simplescaling/s1K-1.1), dataset directory, or file")
+    d.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
+    from stopwise.supervision.importers import FORMATS, KEEP_CORRECT, STYLES, TEACHERS
+
+    d.add_argument("--format", default="auto", choices=["auto", *FORMATS],
+                   help="record format (default: detected from the first record)")
+    d.add_argument("--style", default="r1", choices=list(STYLES),
+                   help="delimiters of the SFT recipe: r1 <think>/</think>, s1 <|im_start|>think/<|im_start|>answer")
+    d.add_argument("--keep-correct", default="none", choices=list(KEEP_CORRECT),
+                   help="keep only correct traces: flags (the data set's own, OpenR1 / s1K-1.1), grader (ours vs the gold)")
+    d.add_argument("--teacher", default="deepseek", choices=list(TEACHERS), help="s1k-1.1: whose traces")
+    d.add_argument("--split", default="train", help="split of a hub dataset (default train)")
+    d.add_argument("--subset", help="config name of a hub dataset (e.g. default for OpenR1-Math-220k)")
+    d.add_argument("--limit", type=int, help="read the first N records only")
+    d.add_argument("--max-per-problem", type=int, default=1,
+                   help="OpenR1: traces kept per problem (0: all that pass; default 1)")
+    d.add_argument("--instruction", help="sentence after the problem in built user turns (default: the eval instruction)")
+    d.set_defaults(func=cmd_data)
+    d = kinds.add_parser("shortest-correct", help="per problem the shortest correct of a run's k samples")
+    d.add_argument("source", help="a run directory made with stopwise eval --n-samples k")
+    d.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
+    d.add_argument("--problems", help="the benchmark (name or file) of the run")
+    d.set_defaults(func=cmd_data)
+    d = kinds.add_parser("level-tagged", help="the prompt states the trace's length level (terciles)")
+    d.add_argument("source", help="a trace file (JSONL)")
+    d.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
+    d.add_argument("--tokenizer", help="model or tokenizer directory that counts the tokens")
+    d.add_argument("--group-by", help="terciles within groups of this trace field (e.g. difficulty)")
+    d.set_defaults(func=cmd_data)
 
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")

@@ -1,7 +1,9 @@
 """Supervision: SFT distillation (TRL SFTTrainer, assistant-only loss), trace validation,
-and length-aware SFT data (shortest-correct-of-k, level-tagged)."""
+public trace sets as SFT traces (`import_traces`), and length-aware SFT data
+(shortest-correct-of-k, level-tagged)."""
 
 from stopwise.supervision.builders import build_level_tagged, build_shortest_correct, length_levels
+from stopwise.supervision.importers import ImportConfig, import_traces
 from stopwise.supervision.sft import SFTRunConfig, load_sft_config, run_sft, sft_config_from_dict
 from stopwise.supervision.traces import (
     TraceError,
@@ -12,11 +14,13 @@ from stopwise.supervision.traces import (
 )
 
 __all__ = [
+    "ImportConfig",
     "SFTRunConfig",
     "TraceError",
     "TraceFormat",
     "build_level_tagged",
     "build_shortest_correct",
+    "import_traces",
     "length_levels",
     "load_sft_config",
     "load_traces",

@@ -24,6 +24,7 @@ WORLD_DATA = "world"
 # Below this many tokens the logits of a batch are small, and TRL's chunked fused loss costs
 # more than it saves (measured on the demo student: 502 tokens, 19% of a step).
 SMALL_VOCAB = 8192
+OVER_LENGTH = ("drop", "error", "truncate")
 
 
 @dataclass
@@ -49,7 +50,14 @@ class SFTRunConfig:
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
-    max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (longer ones are cut)."})
+    max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (see over_length)."})
+    over_length: str = field(
+        default="truncate",
+        metadata={"help": "Traces longer than max_length: truncate (TRL's cut at max_length; the "
+                  "demo's default), drop (counted in the result; what long-CoT recipes want: a "
+                  "trace cut there loses its end-of-thinking and answer, and teaches the model not "
+                  "to stop), or error."},
+    )
     seed: int = field(default=0, metadata={"help": "Seed of training (and of generated world data)."})
     quick: bool = field(default=False, metadata={"help": "Tiny data and a few steps (tests, smoke runs)."})
     use_cpu: bool | None = field(default=None, metadata={"help": "Train on the CPU (default: when no GPU is visible)."})
@@ -119,6 +127,8 @@ class SFTRunConfig:
             raise ValueError(f"SFTRunConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"SFTRunConfig.limit must be > 0, got {self.limit}")
+        if self.over_length not in OVER_LENGTH:
+            raise ValueError(f"SFTRunConfig.over_length must be one of {', '.join(OVER_LENGTH)}, got {self.over_length!r}")
         if self.use_cpu and self.bf16:
             raise ValueError("SFTRunConfig: bf16 is for GPUs; set bf16: false with use_cpu")
         if not self.model:
@@ -330,6 +340,7 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         data = _load_data(config, out)
     model, tokenizer = _load_model(config, out)
     _set_chat_template(tokenizer, config)
+    data, too_long = _fit_max_length(data, tokenizer, config)
     dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
 
     args = dict(
@@ -369,7 +380,32 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    trainer.over_length = too_long
     return trainer, data, config
+
+
+def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig) -> tuple[list[dict], dict]:
+    """The traces that fit in `max_length` tokens (as the chat template renders them), and what
+    happened to the others: {"n": count, "longest": tokens, "ids": first ids}."""
+    if config.over_length == "truncate":
+        return data, {"n": 0}
+    lengths = [len(ids) for ids in tokenizer.apply_chat_template(
+        [t["messages"] for t in data], tokenize=True)["input_ids"]]
+    long = [(i, n) for i, n in enumerate(lengths) if n > config.max_length]
+    if not long:
+        return data, {"n": 0}
+    info = {"n": len(long), "longest": max(n for _, n in long),
+            "ids": [data[i].get("id", i) for i, _ in long[:5]]}
+    what = (f"{len(long)} of {len(data)} traces longer than max_length {config.max_length} tokens "
+            f"(longest {info['longest']}; first {info['ids']})")
+    if config.over_length == "error" or len(long) == len(data):
+        raise ValueError(f"{what}; raise max_length, or over_length: drop / truncate")
+    import sys
+
+    print(f"[sft] dropped {what}: cut there, they would lose their answer (over_length: drop)",
+          file=sys.stderr)
+    skip = {i for i, _ in long}
+    return [t for i, t in enumerate(data) if i not in skip], info
 
 
 def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[dict] | None = None) -> dict:
@@ -396,6 +432,7 @@ def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[di
     result = {
         "out": str(out),
         "n_traces": len(data),
+        "dropped_over_length": trainer.over_length["n"],
         "global_step": trainer.state.global_step,
         "resumed_from": resume_from,
         "first_loss": losses[0] if losses else None,

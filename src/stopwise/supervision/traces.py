@@ -72,11 +72,17 @@ def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]
     return None, None
 
 
-def assistant_content(thinking: str, answer: str, fmt: TraceFormat) -> str:
+def boxed_answer(answer: str) -> str:
+    """A bare final answer (a gold `answer` field such as "4") as a sentence that boxes it."""
     answer = answer.strip()
     if "\\boxed" not in answer and "\n" not in answer and len(answer) <= 64:
-        answer = f"The final answer is \\boxed{{{answer}}}."
-    return f"{fmt.think_start}\n{thinking.strip()}\n{fmt.eot}\n\n{answer}"
+        return f"The final answer is \\boxed{{{answer}}}."
+    return answer
+
+
+def assistant_content(thinking: str, answer: str, fmt: TraceFormat) -> str:
+    """`{think_start}\\n{thinking}\\n{eot}\\n\\n{answer}`."""
+    return f"{fmt.think_start}\n{thinking.strip()}\n{fmt.eot}\n\n{answer.strip()}"
 
 
 def check_assistant(content: str, fmt: TraceFormat) -> str | None:
@@ -129,9 +135,11 @@ def trace_from_record(record, fmt: TraceFormat | None = None) -> dict:
         raise ValueError(f"record has no thinking part (one of {', '.join(THINKING_KEYS)})")
     # The answer text is the first of ANSWER_TEXT_KEYS (a bare `answer` is boxed); the gold
     # answer, when there is one, the first of GOLD_KEYS.
-    _, answer = _first(record, ANSWER_TEXT_KEYS)
+    key, answer = _first(record, ANSWER_TEXT_KEYS)
     if answer is None:
         raise ValueError(f"record has no answer (one of {', '.join(ANSWER_TEXT_KEYS)})")
+    if key == "answer":  # a bare gold answer, not a written answer (an attempt stays as it is)
+        answer = boxed_answer(answer)
     _, gold = _first(record, GOLD_KEYS)
     messages = []
     if fmt.prompt.system_prompt:

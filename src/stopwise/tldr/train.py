@@ -103,7 +103,10 @@ class TLDRConfig:
     loss_type: str = _f("dapo", "GRPO loss aggregation: dapo (token-level, no length bias), "
                         "dr_grpo, grpo (per-sequence mean: biased to short correct answers), "
                         "bnpo, cispo, sapo, luspo, vespo.")
-    scale_rewards: str = _f("group", "Advantage scaling: group, batch or none (Dr. GRPO).")
+    scale_rewards: str = _f("batch", "Advantage scaling, after centring per group: batch (one std "
+                            "over the batch: each level's weight keeps its size), none (Dr. GRPO), or "
+                            "group (each group's own std: with the linear form and several levels it "
+                            "cancels the level weights, so it is refused there; see SPEC, Advantages).")
     mask_truncated_completions: bool = _f(False, "Drop truncated completions from the loss "
                                           "(off: TLDR penalises them through the reward).")
     max_steps: int = _f(-1, "Optimizer steps; -1 = train for num_train_epochs.")
@@ -184,6 +187,41 @@ class TLDRConfig:
         # Unknown names / missing levels / bad weights and budgets: the reward's own checks.
         self.make_reward(eos_token_ids=[0])
         _check_grpo_args(self.grpo_args)
+        self._check_level_signal()
+
+    def _check_level_signal(self) -> None:
+        """Refuse an advantage scaling under which the level weights cancel (SPEC, Advantages).
+
+        With `r = c - lambda_l * L / L_max`, a group whose completions are all correct (or all
+        wrong) has `r - mean r = -lambda_l * (L - mean L) / L_max` and a std proportional to
+        `lambda_l`: dividing by the group's std leaves `-(L - mean L) / std(L)` at every level.
+        The same holds for the budget form when every level has the same budget, and for
+        TRL's `normalize_then_sum` aggregation (each reward normalised per group)."""
+        if len(self.levels) < 2:
+            return
+        if self.reward_form == "budget":
+            budgets = {float(self.budgets[lv]) for lv in self.levels} if self.budgets else set()
+            if len(budgets) > 1:
+                return  # per-level budgets decide which lengths are penalised: the levels differ
+            form = "the budget form with the same budget at every level"
+        else:
+            form = "the linear reward form"
+        why = (f"the level weights cancel: in a group whose completions are all correct (or all "
+               f"wrong) the advantage is -(L - mean L) / std(L) at every level, so {', '.join(self.levels)} "
+               "get the same length pressure (SPEC, TLDR, Advantages)")
+        if self.scale_rewards == "group":
+            raise ValueError(
+                f"scale_rewards: group with {form} and {len(self.levels)} levels: {why}; use "
+                "scale_rewards: batch (or none)"
+                + (", or per-level budgets" if self.reward_form == "budget" else
+                   ", or reward_form: budget with per-level budgets")
+            )
+        if self.grpo_args.get("multi_objective_aggregation") == "normalize_then_sum":
+            raise ValueError(
+                f"grpo_args.multi_objective_aggregation: normalize_then_sum scales each reward by its "
+                f"group's std; with {form} and {len(self.levels)} levels {why}; drop it "
+                "(TRL's default sum_then_normalize follows scale_rewards)"
+            )
 
     # ------------------------------------------------------------ builders
     def prompt_config(self):
