@@ -150,9 +150,11 @@ def test_grader_filter_counts_wrong_missing_and_unparseable_golds(tmp_path):
     assert report["kept"] == 1
     assert report["dropped"] == {GRADED_WRONG: 1, NO_GOLD: 1, BAD_GOLD: 1}
     assert report["first_dropped"] == {GRADED_WRONG: ["1"], NO_GOLD: ["2"], BAD_GOLD: ["3"]}
-    # an unparseable gold the answer states verbatim still matches
-    same = {**S1K, "solution": "\\sqrt{", "attempt": "The answer is \\sqrt{"}
-    assert run(tmp_path, [same], keep_correct="grader")["kept"] == 1
+    # an unparseable gold is a counted drop even when the answer repeats it verbatim: the
+    # grader reports such a gold, it does not compare strings
+    same = {**S1K, "solution": "\\sqrt{", "attempt": "The answer is \\boxed{\\sqrt{}."}
+    with pytest.raises(ValueError, match="gold answer the grader cannot parse"):
+        run(tmp_path, [same], keep_correct="grader")
 
 
 def test_empty_parts_are_counted_drops(tmp_path):

@@ -414,15 +414,6 @@ def _reason(c: Candidate, eot: str) -> str | None:
     return None
 
 
-def _gold_parses(golds: list, timeout: float) -> list[bool]:
-    """Whether the grader can parse each gold: math-verify must match it against itself (the
-    string shortcut skipped), which needs a parse of both sides."""
-    from stopwise.grading import VERIFY_TASK, get_pool
-
-    tasks = [(VERIFY_TASK, ([", ".join(g) if isinstance(g, list) else g], g)) for g in golds]
-    return [r.ok and bool(r.value) for r in get_pool().run(tasks, timeout=timeout)]
-
-
 def _grade(cands: list[Candidate], config: ImportConfig, report: _Report) -> list[Candidate]:
     from stopwise.grading import grade_details
 
@@ -436,10 +427,9 @@ def _grade(cands: list[Candidate], config: ImportConfig, report: _Report) -> lis
         return []
     grades = grade_details([c.answer for c in graded], [c.gold for c in graded], eot=None,
                            timeout=config.timeout)
-    wrong = [c for c, g in zip(graded, grades) if not g.correct]
-    if wrong:
-        for c, ok in zip(wrong, _gold_parses([c.gold for c in wrong], config.timeout)):
-            report.drop(GRADED_WRONG if ok else BAD_GOLD, c.id)
+    for c, g in zip(graded, grades):
+        if not g.correct:
+            report.drop(BAD_GOLD if g.status == "gold_unparsed" else GRADED_WRONG, c.id)
     return [c for c, g in zip(graded, grades) if g.correct]
 
 
