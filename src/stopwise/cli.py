@@ -9,6 +9,7 @@
     stopwise data     SFT data: import public trace sets, shortest-correct-of-k, level-tagged
     stopwise tldr     length-regularised GRPO with short / medium / long levels
     stopwise demo     the whole story on the demo world (CPU, no download)
+    stopwise serve    vLLM's OpenAI-compatible server with the controllers, per request
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
 """
 
@@ -37,6 +38,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", choices=["short", "medium", "long"], help="length level stated in the prompt")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--record-stop-ranks", action="store_true", help="record the delimiter's rank per thinking step")
+    p.add_argument("--engine", default="hf", choices=["hf", "vllm"],
+                   help="hf: transformers generate in static batches; vllm: vLLM, continuous batching")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--no-progress", action="store_true")
     c = p.add_argument_group("stopping controller")
@@ -90,6 +93,7 @@ def eval_config(args, out: str, controller=None):
         eot=args.eot,
         controller=controller or controller_config(args),
         record_stop_ranks=args.record_stop_ranks,
+        engine=args.engine,
         dtype=args.dtype,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -241,6 +245,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from stopwise.serving import serve
+
+    extra = list(args.vllm_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra)
+
+
 def cmd_report(args) -> int:
     from stopwise.report import report_from_dirs
 
@@ -327,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--eot", help="end-of-thinking delimiter (default: detected from the tokenizer)")
+    p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after --: more `vllm serve` arguments")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="report (JSON, Markdown, HTML, plots) from run and sweep directories")
     p.add_argument("dirs", nargs="+", help="run directories (summary.json) and sweep directories (sweep.json)")

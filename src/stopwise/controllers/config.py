@@ -10,6 +10,7 @@ import torch
 from stopwise.controllers.core import (
     S1_ANSWER_PREFIX,
     S1_IGNORE_STRING,
+    StopPolicy,
     _check_budget,
     check_stop_temperature,
 )
@@ -157,7 +158,7 @@ def default_eos_ids(tokenizer) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
 
 
-def make_controller(
+def make_policy(
     config: ControllerConfig,
     tokenizer,
     fmt: ThinkingFormat,
@@ -165,33 +166,25 @@ def make_controller(
     do_sample: bool = True,
     eos_token_ids=None,
     generator: torch.Generator | None = None,
-):
-    """A FRESH logits processor for one generate call, or None when nothing intervenes.
+) -> StopPolicy | None:
+    """The engine-agnostic `StopPolicy` of `config`, or None when nothing intervenes.
 
-    `do_sample` must say how the run decodes (it decides how budget forcing recognises a stop,
-    see `controllers.core`); `eos_token_ids` default to the tokenizer's EOS; `generator` drives
-    the sampled stop decision (default torch's global CPU RNG). Errors (bad settings, strings the
-    tokenizer cannot encode) are raised here, before generation.
-    """
-    from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
-
+    The one place where settings become token ids: every engine adapter (HF `make_controller`,
+    the vLLM logits processor) builds its controller from this. Errors (bad settings, strings
+    the tokenizer cannot encode) are raised here, before generation."""
     config.validate()
     eos = default_eos_ids(tokenizer) if eos_token_ids is None else tuple(eos_token_ids)
     cap = config.max_thinking_tokens
-    prefix = ()
-    if cap is not None and config.force_answer_prefix and config.answer_prefix:
-        prefix = encode_text(tokenizer, config.answer_prefix, "answer_prefix")
-    if config.name == "ts":
-        return TemperatureScaling(
-            fmt.eot_ids, config.stop_temperature, cap, prefix, eos_token_ids=eos,
-            text_delimiter=fmt.text_delimiter,
-        )
     ignores = config.min_thinking_tokens is not None or config.num_ignore > 0
     if config.name == "none" and cap is None:
         return None
+    prefix = ()
+    if cap is not None and config.force_answer_prefix and config.answer_prefix:
+        prefix = encode_text(tokenizer, config.answer_prefix, "answer_prefix")
     ignore_ids = encode_text(tokenizer, config.ignore_string, "ignore_string") if ignores else ()
-    return BudgetForcing(
+    return StopPolicy(
         fmt.eot_ids,
+        stop_temperature=config.stop_temperature,
         max_thinking_tokens=cap,
         min_thinking_tokens=config.min_thinking_tokens,
         num_ignore=config.num_ignore,
@@ -202,3 +195,29 @@ def make_controller(
         generator=generator,
         text_delimiter=fmt.text_delimiter,
     )
+
+
+def make_controller(
+    config: ControllerConfig,
+    tokenizer,
+    fmt: ThinkingFormat,
+    *,
+    do_sample: bool = True,
+    eos_token_ids=None,
+    generator: torch.Generator | None = None,
+):
+    """A FRESH HF logits processor for one generate call, or None when nothing intervenes.
+
+    `do_sample` must say how the run decodes (it decides how budget forcing recognises a stop,
+    see `controllers.core`); `eos_token_ids` default to the tokenizer's EOS; `generator` drives
+    the sampled stop decision (default torch's global CPU RNG). Errors (bad settings, strings the
+    tokenizer cannot encode) are raised here, before generation.
+    """
+    from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
+
+    policy = make_policy(config, tokenizer, fmt, do_sample=do_sample, eos_token_ids=eos_token_ids,
+                         generator=generator)
+    if policy is None:
+        return None
+    cls = TemperatureScaling if config.name == "ts" else BudgetForcing
+    return cls.from_policy(policy)

@@ -77,6 +77,13 @@ class _BatchTracker(LogitsProcessor):
 class StopControllerProcessor(_BatchTracker):
     """A stopping controller (any `StopPolicy`) over a batch. See `core` for the semantics."""
 
+    @classmethod
+    def from_policy(cls, policy: StopPolicy) -> StopControllerProcessor:
+        """A processor of this class around an already-built policy (`config.make_policy`)."""
+        processor = cls.__new__(cls)
+        _BatchTracker.__init__(processor, policy)
+        return processor
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._advance(input_ids, scores)
         return self.policy.step_batch(self.states, scores)

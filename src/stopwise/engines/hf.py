@@ -122,6 +122,11 @@ def eos_ids(model, tokenizer) -> list[int]:
 
 
 class HFEngine:
+    """HF `generate` in static batches (the caller cuts them: `continuous = False`)."""
+
+    name = "hf"
+    continuous = False
+
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
@@ -198,3 +203,30 @@ class HFEngine:
             ranks = recorder.ranks_for(row) if recorder is not None else None
             results.append(Generation(completion_ids=ids, hit_eos=end is not None, stop_ranks=ranks))
         return results
+
+    def run(self, prompts: list[str], settings: SamplingSettings, *, controller=None, fmt=None,
+            seeds: Sequence[int] | None = None, record_stop_ranks: bool = False,
+            on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """The engine interface shared with `engines.vllm.VLLMEngine`: one batch of prompts
+        under a `ControllerConfig` (None: no controller) and the delimiter of `fmt`; the
+        controller and the recorder are built fresh for the batch; `on_result(k, generation)`
+        for each when the batch is done."""
+        from stopwise.controllers import StopRankRecorder, make_controller
+
+        def new_controller():
+            if controller is None:
+                return None
+            return make_controller(controller, self.tokenizer, fmt, do_sample=not settings.greedy,
+                                   eos_token_ids=self.eos)
+
+        new_controller()  # invalid settings fail before generation
+        recorder = None
+        if record_stop_ranks:
+            def recorder():
+                return StopRankRecorder(fmt.eot_ids, self.eos, text_delimiter=fmt.text_delimiter)
+        gens = self.generate(list(prompts), settings, controller_factory=new_controller,
+                             recorder_factory=recorder, seeds=seeds)
+        if on_result is not None:
+            for k, gen in enumerate(gens):
+                on_result(k, gen)
+        return gens

@@ -18,6 +18,7 @@ from stopwise.evaluation.rundir import RunDir
 from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
 
 SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
+STREAM_GROUP = 8  # vLLM: finished samples graded and written in groups of this many
 
 
 def _controller_config_type():
@@ -39,6 +40,7 @@ class EvalConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected from the tokenizer)."})
     controller: object = field(default=None, metadata={"help": "Stopping controller settings (ControllerConfig)."})
+    engine: str = field(default="hf", metadata={"help": "Generation engine: hf (transformers generate, static batches) or vllm (continuous batching)."})
     record_stop_ranks: bool = field(default=False, metadata={"help": "Record the rank of the delimiter at each thinking step."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
     overwrite: bool = field(default=False, metadata={"help": "Discard a previous run in the same directory."})
@@ -51,6 +53,8 @@ class EvalConfig:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         self.sampling.validate()
@@ -59,8 +63,11 @@ class EvalConfig:
     def identity(self) -> dict:
         """The settings that define the samples; limit, n_samples and batch size may change
         between resumed calls (more problems or samples are then added). `seeding` names how
-        a sample's randomness is made (engines.hf: from (seed, problem id, sample index))."""
+        a sample's randomness is made (engines.hf: from (seed, problem id, sample index)); the
+        engine is part of it for vLLM (its draws are its own; HF runs keep their old identity)."""
+        engine = {} if self.engine == "hf" else {"engine": self.engine}
         return {
+            **engine,
             "seeding": SEEDING,
             "model": self.model,
             "benchmark": self.benchmark,
@@ -80,6 +87,7 @@ class EvalConfig:
             "limit": self.limit,
             "n_samples": self.n_samples,
             "batch_size": self.batch_size,
+            "engine": self.engine,
         }
 
 
@@ -110,27 +118,47 @@ def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float,
     return record
 
 
-def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
-    """Run (or resume) one evaluation; `loaded` = (model, tokenizer) skips loading again."""
+ENGINES = ("hf", "vllm")
+
+
+def make_engine(config: EvalConfig):
+    """The engine of `config.engine`: HF `generate` over the loaded model, or a vLLM engine
+    (`engines.vllm`; vLLM missing, a model it cannot run here: an error before any work)."""
+    if config.engine == "vllm":
+        from stopwise.engines.vllm import VLLMEngine
+
+        return VLLMEngine(config.model, dtype=config.dtype, eot=config.eot, seed=config.sampling.seed)
+    from stopwise.models import load_model_and_tokenizer
+
+    return HFEngine(*load_model_and_tokenizer(config.model, dtype=config.dtype))
+
+
+def run_eval(config: EvalConfig, loaded=None) -> dict:
+    """Run (or resume) one evaluation. `loaded`: an engine (`make_engine`, shared by a sweep's
+    runs) or, for the HF engine, a (model, tokenizer) pair; None builds the engine."""
     import torch
 
     from stopwise.benchmarks import load_benchmark
-    from stopwise.controllers import StopRankRecorder, make_controller
+    from stopwise.controllers.config import make_policy
     from stopwise.grading import grade_samples
-    from stopwise.models import load_model_and_tokenizer
     from stopwise.thinking import detect_thinking_format
 
     problems = load_benchmark(config.benchmark, data_dir=config.data_dir, limit=config.limit)
-    model, tokenizer = loaded or load_model_and_tokenizer(config.model, dtype=config.dtype)
+    if loaded is None:
+        engine = make_engine(config)
+    elif isinstance(loaded, tuple):
+        engine = HFEngine(*loaded)
+    else:
+        engine = loaded
+    if engine.name != config.engine:
+        raise ValueError(f"run_eval: the engine given is {engine.name!r}, the config says {config.engine!r}")
+    tokenizer = engine.tokenizer
     require_chat_template(tokenizer, config.model)
     fmt = detect_thinking_format(tokenizer, config.eot)
-    engine = HFEngine(model, tokenizer)
-
-    def new_controller():
-        return make_controller(config.controller, tokenizer, fmt, do_sample=not config.sampling.greedy,
-                               eos_token_ids=engine.eos)
-
-    new_controller()  # invalid settings fail here, not mid-run
+    controller = config.controller
+    # invalid settings (strings the tokenizer cannot encode, ids outside the vocabulary) fail
+    # here, before the run directory is touched: every engine builds its controller from this
+    make_policy(controller, tokenizer, fmt, do_sample=not config.sampling.greedy, eos_token_ids=engine.eos)
 
     run = RunDir(config.out)
     try:
@@ -144,31 +172,55 @@ def run_eval(config: EvalConfig, loaded: tuple | None = None) -> dict:
         total = len(problems) * config.n_samples
         bar = tqdm(total=total, initial=total - todo, desc=f"eval {Path(config.out).name}", unit="sample",
                    disable=not config.progress)
+        if engine.continuous:
+            # vLLM: every missing sample in one continuous batch; each sample's randomness is
+            # its own (seeded request), so resuming needs no batch to be redone
+            batches = [[u for batch in batches for u in batch if (u[0].id, u[1]) not in done]]
         for batch in batches:
             missing = [(p, i) for p, i in batch if (p.id, i) not in done]
             if not missing:
                 continue
-            # the whole batch, as an uninterrupted run makes it (same rows, same padding), even
-            # when some of its samples were written before a crash
-            first = batch[0]
-            torch.manual_seed(sample_seed(config.sampling.seed, first[0].id, first[1]))
+            # HF: the whole batch, as an uninterrupted run makes it (same rows, same padding),
+            # even when some of its samples were written before a crash
+            clock = [time.perf_counter()]
+            pending: list[dict] = []
+
+            def write(records: list[dict]) -> None:
+                run.append(grade_samples(records, eot=fmt.eot))
+                done.update((r["problem_id"], r["sample_index"]) for r in records)
+                bar.update(len(records))
+
+            def on_result(k, gen, batch=batch, clock=clock, pending=pending):
+                p, i = batch[k]
+                if (p.id, i) in done:
+                    return
+                now = time.perf_counter()
+                seconds = (now - clock[0]) if engine.continuous else 0.0
+                clock[0] = now
+                pending.append(make_record(p, i, gen, fmt, tokenizer, config.prompt.level, seconds,
+                                           config.sampling.max_new_tokens))
+                if engine.continuous and len(pending) >= STREAM_GROUP:
+                    write(pending[:])
+                    pending.clear()
+
+            if not engine.continuous:  # as before per-row generators: the global seed of the batch
+                first = batch[0]
+                torch.manual_seed(sample_seed(config.sampling.seed, first[0].id, first[1]))
             t0 = time.perf_counter()
-            gens = engine.generate(
+            engine.run(
                 [prompts[p.id] for p, _ in batch],
                 config.sampling,
-                controller_factory=new_controller,
-                recorder_factory=(lambda: StopRankRecorder(fmt.eot_ids, engine.eos, text_delimiter=fmt.text_delimiter))
-                if config.record_stop_ranks else None,
+                controller=controller,
+                fmt=fmt,
                 seeds=[sample_seed(config.sampling.seed, p.id, i) for p, i in batch],
+                record_stop_ranks=config.record_stop_ranks,
+                on_result=on_result,
             )
-            seconds = (time.perf_counter() - t0) / len(batch)
-            records = [
-                make_record(p, i, g, fmt, tokenizer, config.prompt.level, seconds, config.sampling.max_new_tokens)
-                for (p, i), g in zip(batch, gens) if (p.id, i) not in done
-            ]
-            run.append(grade_samples(records, eot=fmt.eot))
-            done.update((p.id, i) for p, i in missing)
-            bar.update(len(missing))
+            if not engine.continuous:  # a static batch: its time, shared by its samples
+                for r in pending:
+                    r["seconds"] = (time.perf_counter() - t0) / len(batch)
+            if pending:
+                write(pending)
         bar.close()
         return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict(), repairs=run.repairs)
     finally:

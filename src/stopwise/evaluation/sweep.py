@@ -74,9 +74,9 @@ def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str |
 def _run_sweep(base: EvalConfig, controller: str, values: list[float], out: Path, configs: list[EvalConfig],
                reference_run) -> dict:
     from stopwise.controllers import ControllerConfig
-    from stopwise.models import load_model_and_tokenizer
+    from stopwise.evaluation.runner import make_engine
 
-    loaded = load_model_and_tokenizer(base.model, dtype=base.dtype)
+    loaded = make_engine(base)  # one engine (HF model, or vLLM engine) for every point
     if reference_run is not None:
         summary = json.loads((Path(reference_run) / "summary.json").read_text())
         baseline = summary_point(summary, run_dir=str(reference_run))

@@ -102,3 +102,46 @@ def build_tiny_model(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_contextual_model(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 128,
+    num_heads: int = 4,
+    num_layers: int = 2,
+    weight_scale: float = 0.25,
+    eot_scale: float = 1.3,
+    eos_scale: float = 1.15,
+    template_opens_think: bool = False,
+    seed: int = 1,
+) -> Path:
+    """A tiny model whose completions vary with the prompt and stop at varied points.
+
+    `build_tiny_model`'s weights (std 0.02) make a near-uniform model that repeats one token;
+    here every matrix is redrawn with std `weight_scale` (so attention mixes the context) and
+    the output head is untied, with the rows of `</think>` and EOS scaled up by `eot_scale` /
+    `eos_scale` so that greedy decoding ends thinking (and the completion) after a number of
+    tokens that depends on the prompt. head_dim = hidden_size / num_heads: 32 by default, a
+    size vLLM's CPU backend runs. Random, not trained: for tests and benchmarks of engines."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = build_tiny_model(out_dir, hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers,
+                               template_opens_think=template_opens_think, seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=gen) * weight_scale)
+        vocab, hidden = model.config.vocab_size, model.config.hidden_size
+        head = torch.randn(vocab, hidden, generator=gen)
+        head[tokenizer.convert_tokens_to_ids("</think>")] *= eot_scale
+        head[tokenizer.eos_token_id] *= eos_scale
+        model.config.tie_word_embeddings = False
+        model.lm_head = torch.nn.Linear(hidden, vocab, bias=False)
+        model.lm_head.weight.copy_(head)
+    model.save_pretrained(out_dir)
+    return Path(out_dir)
