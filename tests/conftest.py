@@ -34,3 +34,27 @@ def tiny_open_think_dir(tmp_path_factory) -> Path:
     from stopwise.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_open"), template_opens_think=True)
+
+
+@pytest.fixture(scope="session")
+def contextual_model_dir(tmp_path_factory) -> Path:
+    """A tiny model (head_dim 32) whose greedy completions vary with the prompt and stop at
+    varied points (`build_contextual_model`): the engine-equality tests' model."""
+    from stopwise.models import build_contextual_model
+
+    return build_contextual_model(tmp_path_factory.mktemp("contextual"))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(contextual_model_dir):
+    """THE vLLM engine of the test session (one engine start-up for every vLLM test), on the
+    contextual tiny model, with vLLM's reasoning config so `thinking_token_budget` works."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/install.sh installs it)")
+    from vllm.config import ReasoningConfig
+
+    from stopwise.engines.vllm import VLLMEngine
+
+    return VLLMEngine(str(contextual_model_dir), dtype="float32", gpu_memory_utilization=0.1,
+                      max_model_len=1024,
+                      reasoning_config=ReasoningConfig(reasoning_start_str="<think>",
+                                                       reasoning_end_str="</think>"))
