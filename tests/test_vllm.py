@@ -463,7 +463,11 @@ def test_smollm2_greedy_equals_hf(tmp_path):
         for k, (a, b, ra, rb, gap) in enumerate(rows):
             if a == b:
                 equal += 1
-                assert ra[: len(rb)] == rb, (name, k)
+                # ranks: exact near the top (what the analysis reads, top-k), deep in the tail
+                # rounding reorders near-equal logits of a 49k vocabulary by a few places
+                assert len(ra) - len(rb) in (0, 1), (name, k)
+                for x, y in zip(ra, rb):
+                    assert x == y if y < 20 else abs(x - y) <= max(2, y // 100), (name, k, x, y)
             else:
                 # the two engines' float32 kernels round differently: they may part only at a
                 # near-tie of the model's logits, and are equal up to it
