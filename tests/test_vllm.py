@@ -193,10 +193,10 @@ def _hf_final(logits, tau, controller, top_k, top_p):
 @pytest.mark.parametrize("stop_temperature", [0.25, 0.5, 2.0, 4.0])
 @pytest.mark.parametrize("tau,top_k,top_p", [(0.6, 0, 0.95), (1.0, 0, 1.0), (1.7, 20, 1.0)])
 def test_sampled_distribution_equals_hf(contextual_model_dir, stop_temperature, tau, top_k, top_p):
+    from transformers import AutoTokenizer
     from vllm import SamplingParams
 
     from stopwise.thinking import detect_thinking_format as detect
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(contextual_model_dir)
     fmt = detect(tok)
@@ -222,9 +222,8 @@ def test_sampled_distribution_equals_hf(contextual_model_dir, stop_temperature, 
 def test_mixed_batch_rows_follow_their_own_settings(contextual_model_dir):
     """One batch, four requests: none, TS at two temperatures, a capped one; each row as if
     alone; a request without stopwise keys is untouched (exactly)."""
-    from vllm import SamplingParams
-
     from transformers import AutoTokenizer
+    from vllm import SamplingParams
 
     tok = AutoTokenizer.from_pretrained(contextual_model_dir)
     fmt = detect_thinking_format(tok)

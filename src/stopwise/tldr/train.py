@@ -114,7 +114,8 @@ class TLDRConfig:
     temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
     top_p: float = _f(1.0, "Nucleus sampling mass of the rollouts.")
     # --- generation backend
-    use_vllm: bool = _f(False, "Generate with vLLM (needs vllm and a GPU).")
+    use_vllm: bool = _f(False, "Generate rollouts with vLLM through TRL (vllm==0.31.0, "
+                        "pip install 'stopwise[vllm]'; tested on GPUs by TRL, not on CPU here).")
     vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: trl vllm-serve.")
     vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of colocated vLLM.")
     # --- precision and memory
@@ -483,7 +484,10 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
 
     config.validate()
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ImportError("use_vllm needs vLLM (pip install vllm) and a GPU; or set use_vllm: false")
+        from stopwise.engines.vllm import install_hint
+
+        raise ImportError(f"use_vllm needs vLLM 0.31 (TRL 1.16 takes 0.22 to 0.31): {install_hint()}; "
+                          "or set use_vllm: false")
     out = Path(config.out)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     require_chat_template(tokenizer, config.model)
