@@ -5,7 +5,10 @@
 1. The controller's cost in vLLM: `VLLMEngine.run` with TS active (the generation path of
    `stopwise eval --engine vllm`), and a whole `run_eval` with TS (grading and run directory
    included), against bare `LLM.generate` on the same prompt ids and sampling settings.
-   Useful tokens/s = generated tokens / wall seconds. Target >= 0.95x.
+   Useful tokens/s = generated tokens / wall seconds. Target >= 0.95x. TS changes where
+   completions stop, and tokens/s depends on how many sequences are still running, so this part
+   runs at a short cap (--overhead-cap) that most completions reach in both arms (printed):
+   the same work, with and without the controller.
 2. vLLM against the HF engine (static batches of --batch-size) on variable-length outputs:
    a random contextual tiny model (`build_contextual_model`, head_dim 32) sampled at
    temperature 1, whose completions end at EOS after lengths spread over tens to hundreds of
@@ -29,7 +32,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16, help="HF engine's static batch")
     parser.add_argument("--stop-temperature", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=2, help="alternate runs of each arm")
+    parser.add_argument("--repeats", type=int, default=3, help="alternate runs of each arm")
+    parser.add_argument("--overhead-prompts", type=int, default=256)
+    parser.add_argument("--overhead-cap", type=int, default=64)
     args = parser.parse_args()
 
     import torch
@@ -60,19 +65,30 @@ def main() -> None:
         n = fn()
         return n / (time.perf_counter() - t0), n
 
+    many = [f"Compute {a} + {3 * a % 17} then {a % 5} times the total of {a * 7 % 11}"
+            for a in range(args.overhead_prompts)]
+    short = SamplingSettings(temperature=1.0, top_p=1.0, max_new_tokens=args.overhead_cap)
+    many_prompts = [build_prompt(tok, p, fmt, PromptConfig()) for p in many]
+    many_seeds = [sample_seed(0, f"bench/{k}", 0) for k in range(len(many))]
+    at_cap = {}
+
     def bare():
-        return sum(len(o.outputs[0].token_ids) for o in engine.generate_plain(prompts, settings, seeds))
+        outs = [len(o.outputs[0].token_ids) for o in engine.generate_plain(many_prompts, short, many_seeds)]
+        at_cap["bare"] = sum(n == args.overhead_cap for n in outs) / len(outs)
+        return sum(outs)
 
     def with_ts():
-        return sum(len(g.completion_ids) for g in engine.run(prompts, settings, controller=ts, fmt=fmt, seeds=seeds))
+        outs = [len(g.completion_ids) for g in engine.run(many_prompts, short, controller=ts, fmt=fmt, seeds=many_seeds)]
+        at_cap["ts"] = sum(n == args.overhead_cap for n in outs) / len(outs)
+        return sum(outs)
 
     bench = work / "bench.jsonl"
-    bench.write_text("".join(json.dumps({"problem": p, "answer": "0"}) + "\n" for p in problems))
+    bench.write_text("".join(json.dumps({"problem": p, "answer": "0"}) + "\n" for p in many))
 
     def whole_eval(k=[0]):  # noqa: B006 - a fresh run directory per call
         k[0] += 1
         summary = run_eval(EvalConfig(model=str(model), benchmark=str(bench), out=str(work / f"run{k[0]}"),
-                                      engine="vllm", sampling=settings, controller=ts, progress=False), engine)
+                                      engine="vllm", sampling=short, controller=ts, progress=False), engine)
         return summary["n_samples"] * summary["mean_tokens"]
 
     bare()  # warm-up
@@ -81,7 +97,8 @@ def main() -> None:
         for name, fn in (("bare", bare), ("ts", with_ts), ("eval", whole_eval)):
             rates[name].append(rate(fn)[0])
     best = {k: max(v) for k, v in rates.items()}
-    print(f"[1] vLLM, {len(prompts)} prompts, temperature 1, cap {args.max_new_tokens}; useful tokens/s "
+    print(f"[1] vLLM, {len(many)} prompts, temperature 1, cap {args.overhead_cap} (reached by "
+          f"{at_cap['bare']:.0%} bare, {at_cap['ts']:.0%} with TS); useful tokens/s "
           f"(best of {args.repeats}): bare LLM.generate {best['bare']:.0f}, engine.run with TS "
           f"T={args.stop_temperature:g} {best['ts']:.0f}, run_eval with TS {best['eval']:.0f}")
     print(f"    ratio engine.run+TS / bare = {best['ts'] / best['bare']:.3f}; "

@@ -260,6 +260,18 @@ def test_sampled_runs_depend_on_the_seed_only(vllm_engine, prompts, hf_engine):
     assert any(a.completion_ids != b.completion_ids for a, b in zip(full, other))
 
 
+def test_many_seeded_prompts_at_once(vllm_engine):
+    """More prompt tokens than one engine step holds, every request seeded: vLLM 0.31's CPU
+    build crashes on this with chunked prefill (the engine turns it off on CPU)."""
+    prompts = [f"Compute {a} + {3 * a % 17} then {a % 5} times the total of {a * 7 % 11}. " * 4
+               for a in range(300)]
+    settings = SamplingSettings(temperature=1.0, top_p=1.0, max_new_tokens=3)
+    out = vllm_engine.run(prompts, settings, seeds=list(range(300)))
+    assert [len(g.completion_ids) for g in out].count(3) >= 250
+    again = vllm_engine.run(prompts[:5], settings, seeds=list(range(5)))
+    assert [g.completion_ids for g in again] == [g.completion_ids for g in out[:5]]
+
+
 # ---------------------------------------------------------------------------------------------
 # Run directories, resume, sweeps
 

@@ -146,7 +146,13 @@ def _replay(body: bytes, receive):
 def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None, extra: list[str]) -> list[str]:
     """The server's command line (`vllm serve`'s arguments, the model as --model), checked."""
     from stopwise.controllers.vllm import processor_path
-    from stopwise.engines.vllm import CPU_KV_SHARE, check_model, require_vllm, vllm_dtype
+    from stopwise.engines.vllm import (
+        CPU_KV_SHARE,
+        check_model,
+        cpu_scheduling,
+        require_vllm,
+        vllm_dtype,
+    )
 
     require_vllm()
     config = check_model(model)
@@ -161,6 +167,11 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
             argv.append("--enforce-eager")
         if not any(a.startswith("--gpu-memory-utilization") for a in extra):
             argv += ["--gpu-memory-utilization", str(CPU_KV_SHARE)]
+        if not any("chunked-prefill" in a or a.startswith("--max-num-batched-tokens") for a in extra):
+            # seeded requests and chunked prefill crash vLLM 0.31's CPU build (engines.vllm)
+            length = next((int(x) for a, x in zip(extra, extra[1:]) if a == "--max-model-len"), None)
+            budget = cpu_scheduling(length or config.get("max_position_embeddings"))["max_num_batched_tokens"]
+            argv += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
     return argv + list(extra)
 
 

@@ -197,16 +197,10 @@ def make_policy(
     )
 
 
-def make_controller(
-    config: ControllerConfig,
-    tokenizer,
-    fmt: ThinkingFormat,
-    *,
-    do_sample: bool = True,
-    eos_token_ids=None,
-    generator: torch.Generator | None = None,
-):
+def make_controller(config: ControllerConfig, tokenizer, fmt: ThinkingFormat, **policy_kwargs):
     """A FRESH HF logits processor for one generate call, or None when nothing intervenes.
+
+    `policy_kwargs`: `make_policy`'s `do_sample`, `eos_token_ids`, `generator`.
 
     `do_sample` must say how the run decodes (it decides how budget forcing recognises a stop,
     see `controllers.core`); `eos_token_ids` default to the tokenizer's EOS; `generator` drives
@@ -215,8 +209,7 @@ def make_controller(
     """
     from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
 
-    policy = make_policy(config, tokenizer, fmt, do_sample=do_sample, eos_token_ids=eos_token_ids,
-                         generator=generator)
+    policy = make_policy(config, tokenizer, fmt, **policy_kwargs)
     if policy is None:
         return None
     cls = TemperatureScaling if config.name == "ts" else BudgetForcing

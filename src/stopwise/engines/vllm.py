@@ -101,6 +101,14 @@ def check_model(model: str) -> dict:
     return config
 
 
+def cpu_scheduling(max_model_len: int | None) -> dict:
+    """vLLM 0.31's CPU build crashes ("CPU Generator does not use offset") when a seeded
+    request's prompt is prefilled in chunks (many prompts at once): its model runner rewinds
+    the request's generator by an offset, which CPU generators lack. So on CPU, no chunked
+    prefill, and a step budget that holds a whole prompt."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, int(max_model_len or 0))}
+
+
 def vllm_dtype(dtype: str, config: dict) -> str:
     """Our `--dtype` for vLLM: `auto` is the checkpoint's own dtype, as HF loads it (vLLM's
     `auto` would run a float32 checkpoint in half precision)."""
@@ -158,6 +166,8 @@ class VLLMEngine:
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        if cpu:
+            kwargs.update(cpu_scheduling(max_model_len or config.get("max_position_embeddings")))
         if gpu_memory_utilization is not None or cpu:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization or CPU_KV_SHARE
         kwargs.update(llm_kwargs)

@@ -104,31 +104,22 @@ def build_tiny_model(
     return out_dir
 
 
-def build_contextual_model(
-    out_dir: str | Path,
-    *,
-    hidden_size: int = 128,
-    num_heads: int = 4,
-    num_layers: int = 2,
-    weight_scale: float = 0.25,
-    eot_scale: float = 1.3,
-    eos_scale: float = 1.15,
-    template_opens_think: bool = False,
-    seed: int = 1,
-) -> Path:
+def build_contextual_model(out_dir: str | Path, *, weight_scale: float = 0.25, eot_scale: float = 1.3,
+                           eos_scale: float = 1.15, seed: int = 1, **tiny_kwargs) -> Path:
     """A tiny model whose completions vary with the prompt and stop at varied points.
 
     `build_tiny_model`'s weights (std 0.02) make a near-uniform model that repeats one token;
     here every matrix is redrawn with std `weight_scale` (so attention mixes the context) and
     the output head is untied, with the rows of `</think>` and EOS scaled up by `eot_scale` /
     `eos_scale` so that greedy decoding ends thinking (and the completion) after a number of
-    tokens that depends on the prompt. head_dim = hidden_size / num_heads: 32 by default, a
-    size vLLM's CPU backend runs. Random, not trained: for tests and benchmarks of engines."""
+    tokens that depends on the prompt. `tiny_kwargs` go to `build_tiny_model` (default here
+    hidden_size 128, num_heads 4: head_dim 32, a size vLLM's CPU backend runs). Random, not
+    trained: for tests and benchmarks of engines."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out_dir = build_tiny_model(out_dir, hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers,
-                               template_opens_think=template_opens_think, seed=seed)
+    tiny_kwargs = {"hidden_size": 128, "num_heads": 4, **tiny_kwargs}
+    out_dir = build_tiny_model(out_dir, seed=seed, **tiny_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
