@@ -128,6 +128,9 @@ class TextDelimiter:
         """`tail`: per-sequence scratch, `[bytes, [(index, n_bytes), ...]]` (start `[b"", []]`)."""
         table = self.token_bytes
         piece = table[token] if 0 <= token < len(table) else b""
+        start = self.eot[:1]
+        if not tail[0] and start not in piece:  # no match starts here, none is pending
+            return None
         tail[0] += piece
         tail[1].append((index, len(piece)))
         pos = tail[0].find(self.eot)
@@ -141,6 +144,9 @@ class TextDelimiter:
         while tail[1] and len(tail[0]) - tail[1][0][1] >= keep:
             tail[0] = tail[0][tail[1][0][1] :]
             tail[1].pop(0)
+        if start not in tail[0]:  # a match starts with the delimiter's first byte: none pending
+            tail[0] = b""
+            tail[1].clear()
         return None
 
 

@@ -272,6 +272,7 @@ class _Row:
     stepped_at: int = -1  # len(out) when the row was last stepped
     ranked: bool = False  # the last step recorded a rank
     undo: tuple | None = None  # what the last step changed, for a step whose token never came
+    idle: bool = False  # past thinking with nothing queued: the processor leaves it alone
 
     def sync(self) -> None:
         """Observe the tokens that arrived since the last step (undo a step that got none)."""
@@ -397,9 +398,13 @@ class StopwiseLogitsProcessor(LogitsProcessor):
         record: dict[int, list[int]] = {}
         n_rows = logits.shape[0]
         for i, row in self.rows.items():
-            if i >= n_rows:
+            if i >= n_rows or row.idle:
                 continue
             row.sync()
+            if row.state.phase >= Phase.ANSWER and not row.state.forced and (
+                    row.recorder is None or not row.rec_state.thinking):
+                row.idle = True  # answering, nothing left to force or record: never touched again
+                continue
             if row.recorder is not None and row.rec_state.thinking:
                 record.setdefault(row.recorder.e, []).append(i)
             if row.policy is not None and row.state.phase != Phase.DONE:
@@ -419,16 +424,22 @@ class StopwiseLogitsProcessor(LogitsProcessor):
                     g = r.state.generator
                     r.undo = (r.state.n_ignored, deque(r.state.forced), r.state.hit_cap,
                               g.get_state() if g is not None else None)
-            index = torch.tensor(idx, device=logits.device)
+            if idx == list(range(idx[0], idx[0] + len(idx))):  # rows in order: a view, no gather
+                index = slice(idx[0], idx[0] + len(idx))
+            else:
+                index = torch.tensor(idx, device=logits.device)
             sub = logits[index]
-            taus = [r.tau for r in rows]
-            scaled = any(t != 1.0 for t in taus)
-            if scaled:
-                tau = torch.tensor(taus, dtype=sub.dtype, device=sub.device).unsqueeze(1)
-                sub = sub / tau
-            new = policy.step_batch([r.state for r in rows], sub)
-            if new is not sub:
-                logits[index] = new * tau if scaled else new
+            taus = {r.tau for r in rows}
+            if taus == {1.0}:
+                tau = None
+            elif len(taus) == 1:
+                tau = taus.pop()
+            else:
+                tau = torch.tensor([r.tau for r in rows], dtype=sub.dtype, device=sub.device).unsqueeze(1)
+            scaled = sub / tau if tau is not None else sub
+            new = policy.step_batch([r.state for r in rows], scaled)
+            if new is not scaled:
+                logits[index] = new * tau if tau is not None else new
         return logits
 
 
