@@ -54,7 +54,8 @@ def vllm_engine(contextual_model_dir):
 
     from stopwise.engines.vllm import VLLMEngine
 
-    return VLLMEngine(str(contextual_model_dir), dtype="float32", gpu_memory_utilization=0.1,
+    # an explicit KV cache size: the CPU build's memory share counts this (large) pytest process
+    return VLLMEngine(str(contextual_model_dir), dtype="float32", kv_cache_memory_bytes=512 * 2**20,
                       max_model_len=1024,
                       reasoning_config=ReasoningConfig(reasoning_start_str="<think>",
                                                        reasoning_end_str="</think>"))

@@ -422,7 +422,7 @@ SMOLLM2_SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         path = str(smollm2_path())
-        v = VLLMEngine(path, dtype="float32", gpu_memory_utilization=0.3, max_model_len=1024)
+        v = VLLMEngine(path, dtype="float32", kv_cache_memory_bytes=2**30, max_model_len=1024)
         h = HFEngine(*load_model_and_tokenizer(path, dtype="float32"))
         fmt = detect_thinking_format(h.tokenizer)
         qs = ["What is 12 + 30?", "Is 7 prime?", "Name a colour.", "Compute 3 * 9."]
@@ -506,7 +506,8 @@ def test_serve_with_openai_client(contextual_model_dir, hf_engine, prompts):
     log = open(os.devnull, "w")  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "-m", "stopwise", "serve", "--model", str(contextual_model_dir), "--host", "127.0.0.1",
-         "--port", str(port), "--dtype", "float32", "--", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024"],
+         "--port", str(port), "--dtype", "float32", "--", "--kv-cache-memory-bytes", str(512 * 2**20),
+         "--max-model-len", "1024"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 240

@@ -165,7 +165,7 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
     if current_platform.is_cpu():
         if "--enforce-eager" not in extra:
             argv.append("--enforce-eager")
-        if not any(a.startswith("--gpu-memory-utilization") for a in extra):
+        if not any(a.startswith(("--gpu-memory-utilization", "--kv-cache-memory-bytes")) for a in extra):
             argv += ["--gpu-memory-utilization", str(CPU_KV_SHARE)]
         if not any("chunked-prefill" in a or a.startswith("--max-num-batched-tokens") for a in extra):
             # seeded requests and chunked prefill crash vLLM 0.31's CPU build (engines.vllm)

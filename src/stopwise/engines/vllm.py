@@ -168,7 +168,10 @@ class VLLMEngine:
             kwargs["max_model_len"] = max_model_len
         if cpu:
             kwargs.update(cpu_scheduling(max_model_len or config.get("max_position_embeddings")))
-        if gpu_memory_utilization is not None or cpu:
+        if gpu_memory_utilization is not None or (cpu and "kv_cache_memory_bytes" not in llm_kwargs):
+            # on CPU builds the share of the NUMA node's memory for the whole worker, this
+            # process's memory included: a process that already holds models wants an explicit
+            # `kv_cache_memory_bytes` instead
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization or CPU_KV_SHARE
         kwargs.update(llm_kwargs)
         self.model = str(model)
