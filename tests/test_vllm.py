@@ -425,9 +425,9 @@ SMOLLM2_SCRIPT = textwrap.dedent("""
         v = VLLMEngine(path, dtype="float32", kv_cache_memory_bytes=2**30, max_model_len=1024)
         h = HFEngine(*load_model_and_tokenizer(path, dtype="float32"))
         fmt = detect_thinking_format(h.tokenizer)
-        qs = ["What is 12 + 30?", "Is 7 prime?", "Name a colour.", "Compute 3 * 9."]
+        qs = ["What is 12 + 30?", "Is 7 prime?", "Compute 3 * 9."]
         prompts = [build_prompt(h.tokenizer, q, fmt, PromptConfig()) for q in qs]
-        s = SamplingSettings(temperature=0, max_new_tokens=40)
+        s = SamplingSettings(temperature=0, max_new_tokens=32)
         cases = {"none": None, "ts-50": ControllerConfig("ts", stop_temperature=50.0),
                  "ts-0.5-cap16": ControllerConfig("ts", stop_temperature=0.5, max_thinking_tokens=16),
                  "cap12": ControllerConfig("budget", max_thinking_tokens=12),
@@ -454,6 +454,7 @@ SMOLLM2_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~50 s alone on 2 cores; several times that when they are shared
 def test_smollm2_greedy_equals_hf(tmp_path):
     pytest.importorskip("gguf")
     import importlib.util
@@ -463,7 +464,7 @@ def test_smollm2_greedy_equals_hf(tmp_path):
     script = tmp_path / "smollm2_vllm.py"
     script.write_text(SMOLLM2_SCRIPT)
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=840)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, proc.stderr[-3000:]
     out = json.loads(line[len("RESULT "):])
