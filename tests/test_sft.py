@@ -140,7 +140,8 @@ def test_quick_sft_lowers_the_loss_and_saves_a_model(tmp_path):
     out = tmp_path / "run"
     result = run_sft(SFTRunConfig(out=str(out), quick=True, progress=False))
     assert result["global_step"] == 12 and result["resumed_from"] is None
-    assert result["last_loss"] < result["first_loss"] - 1.0
+    # the world student is pretrained first (10 steps in quick mode), so SFT starts lower
+    assert result["last_loss"] < result["first_loss"] - 0.5
     assert json.loads((out / "sft_run.json").read_text())["result"]["global_step"] == 12
     model, tok = load_model_and_tokenizer(str(out), device="cpu")
     enc = tok(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"], return_tensors="pt")
@@ -222,7 +223,7 @@ def test_recipes_validate():
         assert load_recipe(REPO / "recipes" / f"tldr_qwen2.5_{size}_math.yaml").model == recipe.out
     demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"out": "elsewhere"})
     assert demo.model == "world-student" and demo.data == "world" and demo.out == "elsewhere"
-    assert demo.use_cpu and not demo.bf16
+    assert demo.use_cpu is None and demo.bf16 is None  # detected: CPU here, the GPU where there is one
 
 
 def test_a_model_without_markers_needs_a_template(tmp_path, tiny_model_dir):

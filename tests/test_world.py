@@ -1,6 +1,7 @@
-"""The demo world: problems, splits, the programmatic teacher, the student tokenizer and model."""
+"""The demo world: problems, splits, the programmatic teacher, pretraining text, the student."""
 
 import json
+import random
 import re
 
 import pytest
@@ -23,7 +24,10 @@ from stopwise.world import (
     write_split,
     write_trace,
 )
-from stopwise.world.problems import split_of
+from stopwise.world.pretrain import PretrainConfig, document, drill
+from stopwise.world.problems import OPERANDS, split_of, start_line, step_label, step_op
+from stopwise.world.student import StudentConfig
+from stopwise.world.teacher import wraps
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +43,23 @@ def chain(start, steps):
 
 
 def test_splits_are_disjoint_and_deterministic():
-    train = generate_problems(400, seed=1, split="train")
-    test = generate_problems(400, seed=2, split="test")
-    assert {p.key() for p in train}.isdisjoint({p.key() for p in test})
-    assert len({p.key() for p in train}) == 400  # no duplicates within a split
-    assert all(p.split() == "train" for p in train) and all(split_of(p.key()) == "test" for p in test)
-    assert generate_problems(50, seed=1, split="train") == train[:50]
-    assert generate_problems(50, seed=3, split="train") != train[:50]
-    assert {p.difficulty for p in train} == {2, 3, 4, 5, 6}
+    splits = {s: generate_problems(300, seed=i, split=s) for i, s in enumerate(("train", "dev", "test"))}
+    keys = {s: {p.key() for p in ps} for s, ps in splits.items()}
+    assert all(len(k) == 300 for k in keys.values())  # no duplicates within a split
+    assert keys["train"].isdisjoint(keys["dev"]) and keys["train"].isdisjoint(keys["test"])
+    assert keys["dev"].isdisjoint(keys["test"])
+    assert all(split_of(k) == s for s, ks in keys.items() for k in ks)
+    assert generate_problems(50, seed=0, split="train") == splits["train"][:50]
+    assert generate_problems(50, seed=3, split="train") != splits["train"][:50]
+    assert {p.difficulty for p in splits["train"]} == {2, 3, 4, 5, 6}
     assert {p.difficulty for p in generate_problems(30, 0, min_steps=3, max_steps=3)} == {3}
-    with pytest.raises(ValueError):
-        generate_problems(5, 0, split="dev")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown split"):
+        generate_problems(5, 0, split="validation")
+    with pytest.raises(ValueError, match="min_steps"):
         generate_problems(5, 0, min_steps=4, max_steps=2)
+    # a world too small for the request says how many problems there are
+    with pytest.raises(ValueError, match=r"cannot draw 5000 distinct test problems with 1-1 steps"):
+        generate_problems(5000, 0, split="test", min_steps=1, max_steps=1)
 
 
 def test_write_split_records(tmp_path):
@@ -63,80 +71,128 @@ def test_write_split_records(tmp_path):
         assert r["answer"] == str(chain(r["start"], r["steps"]))
         assert problem_from_record(r).text == r["problem"]
         assert re.fullmatch(r"\d", r["answer"])
-    try:
-        from stopwise.benchmarks import load_benchmark
-    except ImportError:
-        return
+    from stopwise.benchmarks import load_benchmark
+
     problems = load_benchmark(str(path))
     assert [p.id.split("/")[-1] for p in problems] == [r["id"] for r in records]
     assert [str(p.answer) for p in problems] == [r["answer"] for r in records]
 
 
-def test_teacher_is_always_right_at_the_end():
-    traces = make_traces(600, seed=5, config=TeacherConfig(error_rate=0.2))
-    assert any(t.n_errors for t in traces) and any(t.n_checks == 0 for t in traces)
+def test_every_statement_of_a_problem_is_one_token(tokenizer):
+    """The lookup a trace needs is one hop: each named step and the start are single tokens."""
+    for i in range(6):
+        for op in OPERANDS:
+            for k in OPERANDS[op]:
+                assert len(tokenizer.encode(f" {step_label(i)}{step_op(op, k)}", add_special_tokens=False)) == 1
+                # written in a trace ("C −7"), the name and the operation are separate tokens
+                assert len(tokenizer.encode(f"{step_label(i)} {step_op(op, k)}", add_special_tokens=False)) == 2
+    p = generate_problems(1, 0)[0]
+    assert p.text.startswith(f"Apply these steps to x, working modulo 10:\n{start_line(p.start)}, ")
+    assert p.text.endswith("final value of x?")
+    assert len(tokenizer.encode(start_line(p.start), add_special_tokens=False)) == 1
+    # the start token begins every pass of a trace
+    for t in make_traces(50, 1):
+        assert t.thinking.count(start_line(t.problem.start)) == 1 + t.n_checks
+    # a negative number is never a step's token: "-3" and "−3" differ
+    assert tokenizer.encode(" -3", add_special_tokens=False) != tokenizer.encode(" −3", add_special_tokens=False)
+
+
+def test_teacher_slips_only_on_wrapping_subtractions_and_checks_catch_them():
+    traces = make_traces(800, seed=5, config=TeacherConfig(slip_rate=0.5))
+    slipped = [t for t in traces if t.n_slips]
+    assert 0.1 < len(slipped) / len(traces) < 0.9
     for t in traces:
-        gold = chain(t.problem.start, t.problem.steps)
-        assert re.findall(r"\\boxed\{(\d+)\}", t.answer_text) == [str(gold)]
-        # every conclusion and every recomputation ends on the right value
-        assert set(re.findall(r"final value of x is (\d+)", t.thinking)) == {str(gold)}
-        # a slip is always followed by its correction
-        assert t.thinking.count("that is not right") == t.n_errors
-        # the first pass has one line per step, re-verification never changes the answer
-        assert t.core_thinking.count("Step ") == t.problem.difficulty
-        # of several checks the last is of one step, so the value stated just before the
-        # closing conclusion is often a middle step's: the conclusion copies the first one
-        if t.n_checks >= 2:
-            last_check = [text for kind, text in t.segments if kind == "check"][-1]
-            assert "start" not in last_check and last_check.count(" so x = ") == 1
+        p, gold = t.problem, t.problem.answer
+        hasty = [int(v) for v in re.findall(r"→ (\d)\n", t.core_thinking)]
+        assert len(hasty) == p.difficulty
+        prev = p.start
+        for (op, k), v in zip(p.steps, hasty):
+            if v != chain(prev, [(op, k)]):  # a slip: a wrap written the wrong way round
+                assert wraps(prev, op, k) and v == k - prev
+            prev = v
+        boxed = re.findall(r"\\boxed\{(\d)\}", t.answer_text)
+        concluded = int(re.findall(r"So the result is (\d)", t.core_thinking)[0])
+        if t.n_checks:
+            assert boxed == [str(gold)]  # a trace that checked is right
+            checks = [text for kind, text in t.segments if kind == "check"]
+            if concluded != gold:  # the first check corrects the conclusion, and is checked again
+                assert checks[0].endswith(f"So the result is {gold}, not {concluded}.\n") and len(checks) >= 2
+            assert all(c.count("\n") == p.difficulty + 3 for c in checks)  # opener, start, steps, closer
+        else:
+            assert boxed == [str(concluded)]  # no check: the hasty conclusion stands, slip or not
+        # the thinking always ends on the value the answer states
+        assert t.thinking.endswith(f"So the result is {boxed[0]}.\n")
+    # without slips every trace is right
+    assert all(re.findall(r"boxed\{(\d)\}", t.answer_text) == [str(t.problem.answer)]
+               for t in make_traces(200, 5, TeacherConfig(slip_rate=0.0)))
 
 
-def test_trace_format(tokenizer):
+def test_trace_format_grades_correct(tokenizer):
+    from stopwise.grading import is_correct
+
     t = write_trace(generate_problems(1, 0)[0])
     messages = t.messages()
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"].endswith(DEFAULT_INSTRUCTION)
     content = messages[1]["content"]
-    assert content.startswith("<think>\nWe start with x = ")
+    assert content.startswith(f"<think>\n{start_line(t.problem.start)}\n{t.problem.names()[0]} ")
+    assert t.problem.names()[-1] == "A"  # steps count down to A
     thinking, answer = content.split("</think>")
-    assert answer.startswith("\n\n") and "\\boxed{" in answer
-    assert "<think>" not in answer
-    try:
-        from stopwise.grading import is_correct
-    except ImportError:
-        return
+    assert answer.startswith("\n\n") and "\\boxed{" in answer and "<think>" not in answer
     assert is_correct(content[len("<think>\n"):], str(t.problem.answer))
 
 
 def test_teacher_is_redundant_and_longer_on_harder_problems(tokenizer):
-    traces = make_traces(400, seed=2)
+    traces = make_traces(600, seed=2)
     total, redundant = 0, 0
     by_difficulty: dict[int, list[int]] = {}
     for t in traces:
         n = len(tokenizer.encode(t.assistant, add_special_tokens=False))
-        core = len(tokenizer.encode("<think>\n" + t.core_thinking + "</think>\n\n" + t.answer_text,
-                                    add_special_tokens=False))
+        checks = [text for kind, text in t.segments if kind == "check"]
+        # everything after the first check is redundant (the first catches every slip)
+        extra = sum(len(tokenizer.encode(c, add_special_tokens=False)) for c in checks[1:])
         total += n
-        redundant += n - core
+        redundant += extra
         by_difficulty.setdefault(t.problem.difficulty, []).append(n)
-    assert redundant / total >= 0.55
+    assert redundant / total >= 0.3
     means = [sum(v) / len(v) for _, v in sorted(by_difficulty.items())]
-    assert means == sorted(means)
-    assert 150 <= total / len(traces) <= 350
-    # like R1 traces against a generation cap: a few of the teacher's go past the demo's
+    assert means == sorted(means) and means[-1] > 3 * means[0]
     lengths = [n for v in by_difficulty.values() for n in v]
-    assert 0 < sum(n > DEFAULT_MAX_NEW_TOKENS for n in lengths) / len(lengths) <= 0.04
+    assert max(lengths) < DEFAULT_MAX_NEW_TOKENS  # the cap cuts students, not the teacher
     # the number of re-verifications is random: problems of equal difficulty vary
     assert len({t.n_checks for t in traces if t.problem.difficulty == 4}) >= 3
-    # a concise teacher re-verifies at most once
-    assert max(t.n_checks for t in make_traces(100, 2, TeacherConfig(verbosity=0))) <= 1
+    # a concise teacher re-verifies at most once, twice after a correction
+    assert max(t.n_checks for t in make_traces(100, 2, TeacherConfig(verbosity=0))) <= 2
 
 
 def test_teacher_config_validation():
-    with pytest.raises(ValueError):
-        TeacherConfig(error_rate=1.5)
-    with pytest.raises(ValueError):
-        TeacherConfig(verbosity=-1)
+    for bad in ({"slip_rate": 1.5}, {"p_no_check": -0.1}, {"verbosity": -1}, {"max_checks": -1},
+                {"level_share": 1.5}, {"level_share": 0.6, "random_level_share": 0.6}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TeacherConfig(**bad)
+
+
+def test_pretraining_text_states_then_looks_up():
+    rng = random.Random(0)
+    for _ in range(200):
+        doc = document(rng, 3)
+        header, *lines = doc.strip().split("\n")
+        start, *stated = header.rstrip(".").split(", ")
+        ops = {s[0]: s[1:] for s in stated}
+        assert 1 <= len(ops) <= 3 and lines[0] == start
+        x = int(start.removeprefix("x="))
+        for line in lines[1:1 + len(ops)]:
+            name, op, _, value = line.split(" ")
+            assert ops[name] == op
+            x = chain(x, [({"+": "add", "−": "sub", "×": "mul"}[op[0]], int(op[1:]))])
+            assert int(value) == x
+        d = drill(rng, 3)
+        table, *queries = d.strip().split("\n")
+        assert sorted(q.replace(" ", "") for q in queries) == sorted(table.removeprefix("Steps: ").rstrip(".").split(", "))
+    with pytest.raises(ValueError, match="max_steps_per_document"):
+        PretrainConfig(max_steps_per_document=0)
+    with pytest.raises(ValueError, match="drill_share"):
+        PretrainConfig(drill_share=2)
 
 
 def test_tokenizer_round_trips_everything(tokenizer):
@@ -161,20 +217,31 @@ def test_tokenizer_round_trips_everything(tokenizer):
 def test_student_loads_with_its_own_tokenizer(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
+    path = build_student(tmp_path / "student", hidden_size=64,
+                         intermediate_size=64)
     tok = AutoTokenizer.from_pretrained(path)
     built = build_world_tokenizer()
     text = write_trace(generate_problems(1, 4)[0]).assistant
     assert tok.encode(text) == built.encode(text)  # not replaced by an architecture's tokenizer
     model = AutoModelForCausalLM.from_pretrained(path)
     assert model.config.vocab_size == len(tok)
+    assert model.config.hidden_size // model.config.num_attention_heads in (32, 64)  # vLLM's CPU backend
     assert model.generation_config.eos_token_id == tok.eos_token_id
     fmt = detect_thinking_format(tok)
     assert fmt.eot == "</think>" and len(fmt.eot_ids) == 1
-    prompt = build_prompt(tok, "Start with x = 1. Step 1: add 2.", fmt, PromptConfig(level="short"))
+    prompt = build_prompt(tok, generate_problems(1, 0)[0].text, fmt, PromptConfig(level="short"))
     assert prompt.endswith("<|im_start|>assistant\n<think>\n")
     assert DEFAULT_LEVEL_INSTRUCTIONS["short"] in prompt
-
+    # different seeds give different initial weights
+    other = build_student(tmp_path / "other", hidden_size=64,
+                          intermediate_size=64, seed=1)
+    w0 = model.model.layers[0].self_attn.q_proj.weight
+    w1 = AutoModelForCausalLM.from_pretrained(other).model.layers[0].self_attn.q_proj.weight
+    assert not w0.allclose(w1)
+    with pytest.raises(ValueError, match="hidden_size 96 is not a multiple of head_dim 64"):
+        StudentConfig(hidden_size=96, head_dim=64)
+    with pytest.raises(ValueError, match="3 query heads do not split into 2"):
+        StudentConfig(num_kv_heads=2)
 
 
 def test_level_sentences_state_the_length_of_the_trace(tmp_path):
@@ -194,17 +261,13 @@ def test_level_sentences_state_the_length_of_the_trace(tmp_path):
             tagged.append(m)
     assert 0.4 <= len(tagged) / 600 <= 0.6
     # within a number of steps, the level orders the thinking lengths
-    for steps in range(2, 7):
+    for steps in range(3, 7):
         mean = {}
         for lv in ("short", "medium", "long"):
             lengths = [len(m["messages"][1]["content"]) for m in tagged
                        if m["level"] == lv and m["difficulty"] == steps]
             mean[lv] = sum(lengths) / len(lengths)
         assert mean["short"] < mean["medium"] < mean["long"], (steps, mean)
-    with pytest.raises(ValueError, match="level_share"):
-        TeacherConfig(level_share=1.5)
-    with pytest.raises(ValueError, match="<= 1"):
-        TeacherConfig(level_share=0.6, random_level_share=0.6)
     # random sentences instead: same share, but they say nothing about the trace's length
     random_mix = [json.loads(line) for line in write_traces(
         tmp_path / "c.jsonl", 600, 3, TeacherConfig(random_level_share=0.5)).open()]

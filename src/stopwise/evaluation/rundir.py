@@ -21,6 +21,8 @@ import os
 import socket
 from pathlib import Path
 
+from stopwise.io import write_json, write_jsonl  # noqa: F401  (re-exported)
+
 
 class RunConfigMismatch(ValueError):
     """The run directory holds a run made with different settings."""
@@ -28,24 +30,6 @@ class RunConfigMismatch(ValueError):
 
 class RunDirLocked(ValueError):
     """Another live process writes into the run directory."""
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: str | Path, records: list[dict]) -> Path:
-    """Write one JSON object per line, atomically (a killed writer leaves the old file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def read_samples(path: Path, repairs: list[str] | None = None) -> list[dict]:

@@ -43,7 +43,7 @@ class SFTRunConfig:
     out: str = field(default="runs/sft", metadata={"help": "Run directory: checkpoints, final model, sft_run.json."})
     epochs: float = field(default=2.0, metadata={"help": "Passes over the data."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by epochs)."})
-    lr: float = field(default=3e-3, metadata={"help": "Peak learning rate."})
+    lr: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
     lr_scheduler: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming up the learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
@@ -74,7 +74,7 @@ class SFTRunConfig:
                   "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
     )
     limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=7000, metadata={"help": "data: world: number of teacher traces generated."})
+    world_traces: int = field(default=4000, metadata={"help": "data: world: number of teacher traces generated."})
     world_random_level_share: float = field(
         default=0.0,
         metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
@@ -101,7 +101,9 @@ class SFTRunConfig:
                   f"fused unless the vocabulary has fewer than {SMALL_VOCAB} tokens."},
     )
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
-    student: dict = field(default_factory=dict, metadata={"help": "model: world-student: StudentConfig fields."})
+    student: dict = field(default_factory=dict, metadata={"help": "model: world-student: StudentConfig fields (its seed defaults to `seed`)."})
+    pretrain: dict = field(default_factory=dict, metadata={"help": "model: world-student: PretrainConfig fields of the lookup-drill pretraining before SFT."})
+    teacher: dict = field(default_factory=dict, metadata={"help": "data: world: TeacherConfig fields (slip_rate, p_no_check, ...)."})
     model_init_kwargs: dict = field(
         default_factory=dict,
         metadata={"help": "Keyword arguments of from_pretrained (e.g. dtype, attn_implementation)."},
@@ -135,12 +137,15 @@ class SFTRunConfig:
             raise ValueError("SFTRunConfig.model is empty")
         if not self.data:
             raise ValueError("SFTRunConfig.data is empty")
+        from stopwise.world.pretrain import PretrainConfig
         from stopwise.world.student import StudentConfig
+        from stopwise.world.teacher import TeacherConfig
 
-        known = {f.name for f in fields(StudentConfig)}
-        unknown = set(self.student) - known
-        if unknown:
-            raise ValueError(f"SFTRunConfig.student: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        for name, cls in (("student", StudentConfig), ("pretrain", PretrainConfig), ("teacher", TeacherConfig)):
+            known = {f.name for f in fields(cls)}
+            unknown = set(getattr(self, name)) - known
+            if unknown:
+                raise ValueError(f"SFTRunConfig.{name}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
 
 
 FLOAT_KEYS = ("epochs", "lr", "warmup_ratio", "weight_decay", "adam_beta2")
@@ -202,6 +207,7 @@ def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
         save_steps=min(config.save_steps, 6),
         max_length=min(config.max_length, 1024),
         warmup_ratio=0.0,
+        pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10)},
     )
     return SFTRunConfig(**values)
 
@@ -215,7 +221,7 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
 
         path = out / "traces.jsonl"
         teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_random_level_share,
-                                level_share=config.world_level_share)
+                                level_share=config.world_level_share, **config.teacher)
         settings = {"n": config.world_traces, "seed": config.seed, "teacher": asdict(teacher)}
         settings_path = out / "traces.settings.json"
         stale = path.exists() and (
@@ -238,11 +244,14 @@ def _load_model(config: SFTRunConfig, out: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if config.model == WORLD_STUDENT:
+        from stopwise.world.pretrain import PretrainConfig, pretrain_student
         from stopwise.world.student import StudentConfig, build_student
 
         path = out / "init"
         if not (path / "config.json").exists():
-            build_student(path, StudentConfig(**config.student))
+            build_student(path, StudentConfig(**{"seed": config.seed, **config.student}))
+        pretrain_student(path, PretrainConfig(**config.pretrain), seed=config.seed,
+                         num_threads=config.num_threads, progress=config.progress)
     else:
         from stopwise.models.loading import looks_like_local_path
 

@@ -1,14 +1,17 @@
 """The demo world's problems: a chain of operations on a number, modulo 10.
 
-    Start with x = 7. Step A adds 5. Step B multiplies by 3. Step C subtracts 4.
-    Working modulo 10, what is the final value of x?
+    Apply these steps to x, working modulo 10:
+    x=7, C+5, B×3, A−4.
+    What is the final value of x?
 
-The answer is a plain number (0-9), graded by math-verify like any benchmark answer.
-Steps are named by letters and their verb follows the name: a trace that works on step C
-finds it in the problem by its name, a lookup a tiny student learns within its training
-budget (with "Step 3: multiply by 9" it often did not: digits are everywhere in a trace).
-The difficulty of a problem is its number of steps. Each problem belongs to exactly one
-split (train or test) by a hash of its content, so splits drawn with any seeds are disjoint.
+The answer is a plain number (0-9), graded by math-verify like any benchmark answer. Each
+named step is one token of the world tokenizer (` C+5`): a trace that works on step C writes
+"C" and then the operation of the one token in the context that names C, a one-hop lookup
+(no induction head needed). Steps are named counting down to A, so a pass always ends after
+step A: where to stop needs no count of the steps. The start is one token too (`x=7`), and every pass of a trace
+starts by restating it: a copy of the one token of its kind in the context.
+The difficulty of a problem is its number of steps. Each problem belongs to exactly one split
+(train, dev or test) by a hash of its content, so splits drawn with any seeds are disjoint.
 """
 
 from __future__ import annotations
@@ -18,26 +21,24 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from stopwise.evaluation.rundir import write_jsonl
+from stopwise.io import write_jsonl
 
 MODULUS = 10
-SPLITS = ("train", "test")
-# Share of the problem space that belongs to the test split (by content hash).
-TEST_SHARE = 0.2
+SPLITS = ("train", "dev", "test")
+# Shares of the problem space (by content hash): test 20%, dev 10%, train the rest.
+SPLIT_SHARES = {"test": 0.2, "dev": 0.1}
 DEFAULT_MIN_STEPS = 2
 DEFAULT_MAX_STEPS = 6
-# Generation cap of the demo (tokens): above ~98% of the teacher's traces (a few of its
-# longest, on 6-step problems, go past it, as R1 traces do past a small model's cap).
-DEFAULT_MAX_NEW_TOKENS = 768
+# Generation cap of the demo (tokens): above ~99% of the teacher's traces.
+DEFAULT_MAX_NEW_TOKENS = 512
 
-# (how a step is stated, the symbol of its computation). The verb follows the step's name
-# directly ("Step C multiplies by 9"), so the name is the key that finds the step.
-OPS = {
-    "add": ("adds {k}", "+"),
-    "sub": ("subtracts {k}", "-"),
-    "mul": ("multiplies by {k}", "*"),
-}
+# The symbol of an operation in a step's name-line (fused with its operand into one token)
+# and in written-out arithmetic. The step symbols differ from the arithmetic ones so that a
+# negative number ("-3") is never the token of a step ("−3").
+STEP_SYMBOLS = {"add": "+", "sub": "−", "mul": "×"}
+ARITHMETIC_SYMBOLS = {"add": "+", "sub": "-", "mul": "*"}
 OPERANDS = {"add": range(1, 10), "sub": range(1, 10), "mul": range(2, 10)}
+STEP_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,15 @@ class WorldProblem:
     def answer(self) -> int:
         return self.values()[-1]
 
+    def names(self) -> list[str]:
+        """The steps' names, counting down to A: the last step is always A."""
+        return [step_label(self.difficulty - 1 - i) for i in range(self.difficulty)]
+
     @property
     def text(self) -> str:
-        steps = " ".join(
-            f"Step {step_label(i)} {OPS[op][0].format(k=k)}." for i, (op, k) in enumerate(self.steps, 1)
-        )
-        return f"Start with x = {self.start}. {steps} Working modulo {MODULUS}, what is the final value of x?"
+        steps = ", ".join(f"{name}{step_op(op, k)}" for name, (op, k) in zip(self.names(), self.steps))
+        return (f"Apply these steps to x, working modulo {MODULUS}:\n{start_line(self.start)}, {steps}.\n"
+                "What is the final value of x?")
 
     def key(self) -> str:
         return f"{self.start}|" + ",".join(f"{op}{k}" for op, k in self.steps)
@@ -86,19 +90,26 @@ class WorldProblem:
         }
 
 
-# Steps are named by letters ("Step C"): a token nothing else in a problem or trace uses.
-STEP_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
 def step_label(i: int) -> str:
-    """The name of step `i` (1-based): A, B, C, ..."""
-    if not 1 <= i <= len(STEP_LABELS):
-        raise ValueError(f"steps are numbered 1-{len(STEP_LABELS)}, got {i}")
-    return STEP_LABELS[i - 1]
+    """The name of a step with `i` steps after it: A for the last, B for the one before, ..."""
+    if not 0 <= i < len(STEP_LABELS):
+        raise ValueError(f"a step has 0-{len(STEP_LABELS) - 1} steps after it, got {i}")
+    return STEP_LABELS[i]
+
+
+def start_line(x: int) -> str:
+    """The start value, one token, as the problem states it and every pass of a trace restates
+    it: `x=4`."""
+    return f"x={x}"
+
+
+def step_op(op: str, k: int) -> str:
+    """A step's operation as written after its name: `+5`, `−4`, `×3`."""
+    return f"{STEP_SYMBOLS[op]}{k}"
 
 
 def raw_result(x: int, op: str, k: int) -> int:
-    """The result before reduction modulo 10 (what a trace writes first)."""
+    """The result before reduction modulo 10 (what a careful line writes first)."""
     if op == "add":
         return x + k
     if op == "sub":
@@ -113,8 +124,9 @@ def apply_op(x: int, op: str, k: int) -> int:
 
 
 def split_of(key: str) -> str:
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    return "test" if (h % 10_000) < TEST_SHARE * 10_000 else "train"
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000
+    test, dev = SPLIT_SHARES["test"] * 10_000, SPLIT_SHARES["dev"] * 10_000
+    return "test" if h < test else "dev" if h < test + dev else "train"
 
 
 def random_problem(rng: random.Random, n_steps: int) -> WorldProblem:
@@ -123,6 +135,13 @@ def random_problem(rng: random.Random, n_steps: int) -> WorldProblem:
         op = rng.choice(("add", "sub", "mul"))
         steps.append((op, rng.choice(OPERANDS[op])))
     return WorldProblem(start=rng.randrange(MODULUS), steps=tuple(steps))
+
+
+def check_step_range(min_steps: int, max_steps: int) -> None:
+    if not 1 <= min_steps <= max_steps <= len(STEP_LABELS):
+        raise ValueError(
+            f"need 1 <= min_steps <= max_steps <= {len(STEP_LABELS)}, got {min_steps}, {max_steps}"
+        )
 
 
 def generate_problems(
@@ -134,13 +153,13 @@ def generate_problems(
 ) -> list[WorldProblem]:
     """`n` distinct problems of `split`, difficulty uniform in [min_steps, max_steps].
 
-    Deterministic in (n, seed, split, min_steps, max_steps); problems of the train and test
-    splits never coincide, whatever the seeds.
+    Deterministic in (n, seed, split, min_steps, max_steps); problems of different splits
+    never coincide, whatever the seeds. Asking for more problems than the split holds is an
+    error that says how many there are.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if not 1 <= min_steps <= max_steps:
-        raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
+    check_step_range(min_steps, max_steps)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(f"stopwise-world/{split}/{seed}")
@@ -151,7 +170,8 @@ def generate_problems(
         tries += 1
         if tries > 200 * n + 10_000:
             raise ValueError(
-                f"cannot draw {n} distinct {split} problems with {min_steps}-{max_steps} steps"
+                f"cannot draw {n} distinct {split} problems with {min_steps}-{max_steps} steps "
+                f"(found {len(out)}): ask for fewer or widen the step range"
             )
         p = random_problem(rng, rng.randint(min_steps, max_steps))
         key = p.key()

@@ -27,12 +27,21 @@ from pathlib import Path
 
 from stopwise.models.templates import CHAT_TEMPLATE
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS
-from stopwise.world.problems import generate_problems
+from stopwise.world.problems import (
+    DEFAULT_MAX_STEPS,
+    OPERANDS,
+    generate_problems,
+    start_line,
+    step_label,
+    step_op,
+)
 from stopwise.world.teacher import TeacherConfig, write_trace
 
 # GPT-2's pre-tokenization, except that digits are isolated one by one.
+# A named step (` C−4`), the start (`x=4`) and a step's operation (`+5`, `−4`, `×3`) stay one
+# pre-token each, so each becomes one token.
 SPLIT_PATTERN = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{Lu}[+×−]\p{N}|x=\p{N}| ?\p{L}+| ?[+×−]\p{N}| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 )
 
 
@@ -42,12 +51,24 @@ class StudentConfig:
 
     hidden_size: int = field(default=96, metadata={"help": "Width of the model."})
     num_layers: int = field(default=2, metadata={"help": "Number of transformer blocks."})
-    num_heads: int = field(default=4, metadata={"help": "Attention heads."})
-    num_kv_heads: int = field(default=4, metadata={"help": "Key/value heads (grouped-query attention)."})
+    head_dim: int = field(default=32, metadata={"help": "Width of an attention head (hidden_size / head_dim heads): "
+                                                "32, 64, 80, 96, ... are the sizes vLLM's CPU backend runs."})
+    num_kv_heads: int = field(default=0, metadata={"help": "Key/value heads (grouped-query attention; 0: one per query head)."})
     intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
     max_position_embeddings: int = field(default=2048, metadata={"help": "Longest sequence (prompt + completion)."})
-    vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size (before added tokens)."})
+    vocab_size: int = field(default=768, metadata={"help": "BPE vocabulary size (before added tokens)."})
     seed: int = field(default=0, metadata={"help": "Seed of the initial weights and tokenizer corpus."})
+
+    def __post_init__(self):
+        if self.head_dim <= 0 or self.hidden_size % self.head_dim:
+            raise ValueError(f"StudentConfig: hidden_size {self.hidden_size} is not a multiple of head_dim {self.head_dim}")
+        if self.num_kv_heads and self.num_heads % self.num_kv_heads:
+            raise ValueError(f"StudentConfig: {self.num_heads} query heads do not split into {self.num_kv_heads} "
+                             "key/value heads")
+
+    @property
+    def num_heads(self) -> int:
+        return self.hidden_size // self.head_dim
 
 
 def tokenizer_corpus(n_traces: int = 400, seed: int = 0) -> list[str]:
@@ -60,10 +81,14 @@ def tokenizer_corpus(n_traces: int = 400, seed: int = 0) -> list[str]:
         texts.append(p.text)
         texts.append(trace.thinking + trace.answer_text)
     extra = [DEFAULT_INSTRUCTION, *DEFAULT_LEVEL_INSTRUCTIONS.values(), "user", "assistant", "system"]
-    return texts + extra * 50
+    # every named step a problem can state, so each becomes one token
+    named = [" " + " ".join(f"{step_label(i)}{step_op(op, k)}" for op in OPERANDS for k in OPERANDS[op])
+             for i in range(DEFAULT_MAX_STEPS)]
+    named.append("\n".join(start_line(x) for x in range(10)))
+    return texts + extra * 50 + named * 50
 
 
-def build_world_tokenizer(vocab_size: int = 512, seed: int = 0, template: str = CHAT_TEMPLATE):
+def build_world_tokenizer(vocab_size: int = 768, seed: int = 0, template: str = CHAT_TEMPLATE):
     """A `PreTrainedTokenizerFast` for the world (see the module docstring)."""
     from tokenizers import Regex, pre_tokenizers
 
@@ -96,7 +121,8 @@ def build_student(out_dir: str | Path, config: StudentConfig | None = None, **ov
         intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
+        num_key_value_heads=config.num_kv_heads or config.num_heads,
+        head_dim=config.head_dim,
         max_position_embeddings=config.max_position_embeddings,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,

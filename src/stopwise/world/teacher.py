@@ -1,20 +1,35 @@
 """A programmatic teacher that writes R1-style traces for the demo world.
 
-A trace computes the chain step by step ("Step C multiplies by 9: 8 * 9 = 72, so x = 2."),
-concludes ("So the final value of x is 2."), and then re-verifies: "Wait, let me recompute
-from the start ..." (the first pass again, line for line) or "Wait, let me double-check step
-C. ..." (one line again). After the last check it concludes again with the first pass's
-result, so re-verifications never change the answer: they are redundant. Their number is
-random: after each one, a coin decides whether another follows, far more often on longer
-problems (0.27 for 2 steps, 0.95 for 6), and the coin says nothing about whether the trace is
-right. The teacher's own slips are caught on the spot ("Wait, that is not right. ...").
+A trace first works through the steps hastily, one short line each, and concludes:
 
-A student distilled from such traces cannot learn from them when to stop: its stop
-probability after a check can only approximate the coin; it over-verifies, repeats earlier
-lines verbatim, and on the problems it gets wrong (mostly long ones, where a misread step is
-likelier) it writes much longer traces, sometimes to the token cap.
+    x = 4
+    A +5 → 9
+    B −8 → 6
+    So the result is 6.
 
-Every trace is kept in segments (`core`, `check`, `answer`) so that the share of redundant
+then re-verifies, each time redoing every step carefully, with the arithmetic written out:
+
+    Wait, let me check each step carefully.
+    x = 4
+    A +5: 4 + 5 = 9
+    B −8: 9 - 8 = 1
+    So the result is 1, not 6.
+
+Like a real reasoning model, the hasty pass slips where a step is hard: a subtraction that
+wraps below zero is written the wrong way round (`2 − 8 → 6`, from 8 - 2) at the rate
+`slip_rate`. The careful check catches it and corrects the conclusion, and after a correction
+the teacher checks once more. So the first re-verification pays, on hard problems most (more
+steps, more wrapping subtractions), and later ones are redundant: their number is a memoryless
+coin, far more often heads on longer problems (0.27 for 2 steps, 0.95 for 6), that says nothing
+about whether the trace is right. The thinking always ends on a line `So the result is v.`, the value
+the answer states.
+
+A student distilled from such traces learns the hasty pass's slips (a fixed share of one kind
+of step, not noise), the check that catches them, and no way to know when to stop checking: it
+over-verifies, repeats its checks, and where its own checks disagree it checks again, so its
+wrong answers come with long traces, sometimes to the token cap.
+
+Every trace is kept in segments (`core`, `check`, `answer`) so that the share of
 re-verification tokens can be measured.
 """
 
@@ -24,48 +39,46 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from stopwise.io import write_jsonl
 from stopwise.prompts import PromptConfig, user_message
 from stopwise.thinking import R1_EOT, R1_THINK_START
 from stopwise.world.problems import (
+    ARITHMETIC_SYMBOLS,
     DEFAULT_MAX_STEPS,
     DEFAULT_MIN_STEPS,
-    OPS,
+    MODULUS,
     WorldProblem,
     generate_problems,
     raw_result,
-    step_label,
-    write_jsonl,
+    start_line,
+    step_op,
 )
 
-SPOT_CHECK_OPENERS = (
-    "Wait, let me double-check step {j}.",
-    "Hmm, let me verify step {j} again.",
-    "Wait, let me check step {j} once more.",
-)
-FULL_CHECK_OPENERS = (
-    "Wait, let me recompute from the start to be sure.",
-    "Hmm, let me go through all the steps again.",
-)
-SPOT_CHECK_CLOSERS = ("Yes, that is right.", "That matches.")
-# A re-verification confirms without restating the result: the answer is the first pass's
-# conclusion ("So the final value of x is N."), and a check never changes it.
-FULL_CHECK_CLOSERS = ("This gives the same result as before.", "Yes, I get the same result.")
+# The answer turn opens with it; budget forcing forces it after a cut (s1's "Final Answer:").
+ANSWER_LEAD = "The final value of x is \\boxed{"
+CHECK_OPENERS = ("Wait, let me check each step carefully.", "Hmm, let me redo the steps carefully.")
 
 
 @dataclass
 class TeacherConfig:
     """How the teacher writes traces (defaults: the demo world's SFT data)."""
 
+    slip_rate: float = field(
+        default=0.3,
+        metadata={"help": "Probability that the hasty first pass writes a subtraction that wraps "
+                  "below zero the wrong way round (k - x instead of x - k + 10); the careful "
+                  "check catches every such slip."},
+    )
     p_no_check: float = field(
         default=0.05,
-        metadata={"help": "Probability that a trace ends right after the first pass (no re-verification)."},
+        metadata={"help": "Probability that a trace ends right after the hasty pass (no check)."},
     )
     continue_base: float = field(
         default=0.1,
         metadata={"help": "After each re-verification the teacher starts another with probability "
-                  "(continue_base + continue_per_step * (steps - 1)) * verbosity: a memoryless "
-                  "coin that says nothing about correctness, more often heads on longer problems "
-                  "(defaults: 0.27 for 2 steps ... 0.95 for 6 steps)."},
+                  "(continue_base + continue_per_step * (steps - 1)) * verbosity, capped at 0.95: "
+                  "a coin that says nothing about correctness, more often heads on longer "
+                  "problems (defaults: 0.27 for 2 steps ... 0.95 for 6 steps)."},
     )
     continue_per_step: float = field(
         default=0.17, metadata={"help": "Growth of that probability per step of the problem."}
@@ -73,38 +86,9 @@ class TeacherConfig:
     verbosity: float = field(
         default=1.0,
         metadata={"help": "Multiplier of the continue probability; 0 gives a teacher that "
-                  "re-verifies at most once."},
+                  "re-verifies at most once (twice after a caught slip)."},
     )
-    max_checks: int = field(default=8, metadata={"help": "Most re-verifications in one trace."})
-    p_full_first: float = field(
-        default=1.0,
-        metadata={"help": "Probability that the first re-verification recomputes the whole chain "
-                  "(else it re-checks one random step)."},
-    )
-    p_full_check: float = field(
-        default=0.25,
-        metadata={"help": "Same, for the re-verifications between the first and the last (the "
-                  "last of several always recomputes the whole chain, so the last value of x "
-                  "stated before the conclusion is the final one)."},
-    )
-    p_full_last: float = field(
-        default=0.0,
-        metadata={"help": "Same, for the last of several re-verifications. With 0 (default) the "
-                  "value of x stated last before the concluding sentence is often a middle "
-                  "step's, so the conclusion is learnt as a copy of the first pass's conclusion, "
-                  "not of the latest value: a student whose re-computation slips then keeps its "
-                  "answer (measured: with 1, students lost 7-15 points of accuracy to their "
-                  "own re-verification)."},
-    )
-    spot_check_value: bool = field(
-        default=True,
-        metadata={"help": "A check of one step states that step's value of x (\"..., so x = 4.\"); "
-                  "else only its computation."},
-    )
-    error_rate: float = field(
-        default=0.03,
-        metadata={"help": "Per step: the teacher writes a wrong result, then catches and corrects it."},
-    )
+    max_checks: int = field(default=4, metadata={"help": "Most re-verifications in one trace."})
     prompt: PromptConfig = field(
         default_factory=PromptConfig,
         metadata={"help": "Prompt settings of the user turn (instruction, level)."},
@@ -113,8 +97,7 @@ class TeacherConfig:
         default=0.0,
         metadata={"help": "Share of prompts that carry a level sentence (short / medium / long, "
                   "uniform) drawn independently of the trace, so the student reads past such a "
-                  "sentence (a student that never saw one was thrown off by it: accuracy 0.69 -> "
-                  "0.23) without learning what it means."},
+                  "sentence without learning what it means."},
     )
     level_share: float = field(
         default=0.0,
@@ -125,13 +108,15 @@ class TeacherConfig:
     )
 
     def __post_init__(self):
-        for name in ("p_no_check", "p_full_first", "p_full_check", "p_full_last", "error_rate", "continue_base", "random_level_share", "level_share",
-                     "continue_per_step"):
+        for name in ("slip_rate", "p_no_check", "continue_base",
+                     "continue_per_step", "random_level_share", "level_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TeacherConfig.{name} must be in [0, 1], got {v}")
         if self.random_level_share + self.level_share > 1:
-            raise ValueError("TeacherConfig.random_level_share + level_share must be <= 1")
+            raise ValueError(
+                f"TeacherConfig.random_level_share + level_share must be <= 1, got "
+                f"{self.random_level_share} + {self.level_share}")
         if self.verbosity < 0:
             raise ValueError(f"TeacherConfig.verbosity must be >= 0, got {self.verbosity}")
         if self.max_checks < 0:
@@ -145,7 +130,7 @@ class Trace:
     problem: WorldProblem
     segments: list[tuple[str, str]]
     n_checks: int
-    n_errors: int
+    n_slips: int  # hasty-pass slips (each caught by the first check, when there is one)
 
     @property
     def thinking(self) -> str:
@@ -171,51 +156,48 @@ class Trace:
         ]
 
 
-def step_line(x: int, op: str, k: int, raw: int | None = None) -> str:
-    raw = raw_result(x, op, k) if raw is None else raw
-    return f"{x} {OPS[op][1]} {k} = {raw}, so x = {raw % 10}."
+def wraps(x: int, op: str, k: int) -> bool:
+    """A subtraction that goes below zero: the hard step the hasty pass slips on."""
+    return op == "sub" and x < k
 
 
-def first_pass(problem: WorldProblem, rng: random.Random, error_rate: float) -> tuple[str, int]:
-    lines = [f"We start with x = {problem.start}."]
+def hasty_pass(problem: WorldProblem, rng: random.Random, slip_rate: float) -> tuple[str, list[int]]:
+    """The first pass and the values of x it wrote (start first); slips carry forward."""
+    xs = [problem.start]
+    lines = [start_line(problem.start)]
+    for name, (op, k) in zip(problem.names(), problem.steps):
+        x = xs[-1]
+        y = (k - x) if wraps(x, op, k) and rng.random() < slip_rate else raw_result(x, op, k) % MODULUS
+        xs.append(y)
+        lines.append(f"{name} {step_op(op, k)} → {y}")
+    lines.append(conclusion(xs[-1]))
+    return "\n".join(lines) + "\n", xs
+
+
+def conclusion(x: int, before: int | None = None) -> str:
+    """The line that ends a pass; a check that finds another value than the last conclusion
+    says so. ("x =" is kept for the start of a pass, so that copying the start is unambiguous.)"""
+    return f"So the result is {x}." if before in (None, x) else f"So the result is {x}, not {before}."
+
+
+def careful_line(name: str, x: int, op: str, k: int) -> str:
+    raw = raw_result(x, op, k)
+    work = f"{name} {step_op(op, k)}: {x} {ARITHMETIC_SYMBOLS[op]} {k} = {raw}"
+    return work if 0 <= raw < MODULUS else f"{work} → {raw % MODULUS}"
+
+
+def check(problem: WorldProblem, rng: random.Random, concluded: int) -> str:
+    """Every step redone carefully; the closer corrects `concluded` (the last conclusion) when
+    it differs."""
     xs = problem.values()
-    n_errors = 0
-    for i, (op, k) in enumerate(problem.steps, 1):
-        x = xs[i - 1]
-        desc = OPS[op][0].format(k=k)
-        if rng.random() < error_rate:
-            right = raw_result(x, op, k)
-            wrong = right + rng.choice([d for d in range(-9, 10) if d != 0 and (right + d) >= -9])
-            lines.append(f"Step {step_label(i)} {desc}: {step_line(x, op, k, wrong)}")
-            lines.append(f"Wait, that is not right. {step_line(x, op, k)}")
-            n_errors += 1
-        else:
-            lines.append(f"Step {step_label(i)} {desc}: {step_line(x, op, k)}")
-    lines.append(f"So the final value of x is {xs[-1]}.")
-    return "\n".join(lines) + "\n", n_errors
-
-
-def spot_check(problem: WorldProblem, rng: random.Random, state_value: bool = False) -> str:
-    xs = problem.values()
-    j = rng.randint(1, problem.difficulty)
-    op, k = problem.steps[j - 1]
-    opener = rng.choice(SPOT_CHECK_OPENERS).format(j=step_label(j))
-    x = xs[j - 1]
-    work = step_line(x, op, k)[:-1] if state_value else f"{x} {OPS[op][1]} {k} = {raw_result(x, op, k)}"
-    return f"{opener} {work}. {rng.choice(SPOT_CHECK_CLOSERS)}\n"
-
-
-def full_check(problem: WorldProblem, rng: random.Random) -> str:
-    xs = problem.values()
-    lines = [rng.choice(FULL_CHECK_OPENERS), f"We start with x = {problem.start}."]
-    for i, (op, k) in enumerate(problem.steps, 1):
-        lines.append(f"Step {step_label(i)} {OPS[op][0].format(k=k)}: {step_line(xs[i - 1], op, k)}")
-    lines.append(rng.choice(FULL_CHECK_CLOSERS))
+    lines = [rng.choice(CHECK_OPENERS), start_line(problem.start)]
+    lines += [careful_line(name, x, op, k) for name, x, (op, k) in zip(problem.names(), xs, problem.steps)]
+    lines.append(conclusion(xs[-1], concluded))
     return "\n".join(lines) + "\n"
 
 
 def continue_probability(problem: WorldProblem, config: TeacherConfig) -> float:
-    """Probability of one more re-verification after each one (capped below 0.95)."""
+    """Probability of one more re-verification after each one (capped at 0.95)."""
     p = (config.continue_base + config.continue_per_step * (problem.difficulty - 1)) * config.verbosity
     return min(0.95, p)
 
@@ -233,23 +215,22 @@ def number_of_checks(problem: WorldProblem, config: TeacherConfig, rng: random.R
 def write_trace(
     problem: WorldProblem, config: TeacherConfig | None = None, rng: random.Random | None = None
 ) -> Trace:
-    """The teacher's trace for one problem; its final answer is always the right one."""
+    """The teacher's trace for one problem; its final answer is right whenever it checked."""
     config = config or TeacherConfig()
     rng = rng or random.Random(problem.key())
-    core, n_errors = first_pass(problem, rng, config.error_rate)
+    core, hasty = hasty_pass(problem, rng, config.slip_rate)
     segments = [("core", core)]
     n_checks = number_of_checks(problem, config, rng)
+    corrected = n_checks > 0 and hasty[-1] != problem.answer
+    if corrected and n_checks == 1 and config.max_checks >= 2:
+        n_checks = 2  # a corrected conclusion is checked once more
     for i in range(n_checks):
-        p_full = config.p_full_first if i == 0 else config.p_full_check
-        if i == n_checks - 1 and i > 0:
-            p_full = config.p_full_last
-        text = (full_check(problem, rng) if rng.random() < p_full
-                else spot_check(problem, rng, config.spot_check_value))
-        if i == n_checks - 1:  # after verifying, conclude again (the first pass's result)
-            text += f"So the final value of x is {problem.answer}.\n"
-        segments.append(("check", text))
-    segments.append(("answer", f"The final value of x is \\boxed{{{problem.answer}}}."))
-    return Trace(problem=problem, segments=segments, n_checks=n_checks, n_errors=n_errors)
+        segments.append(("check", check(problem, rng, hasty[-1] if i == 0 else problem.answer)))
+    final = problem.answer if n_checks else hasty[-1]
+    segments.append(("answer", f"{ANSWER_LEAD}{final}}}."))
+    n_slips = sum(1 for i, (op, k) in enumerate(problem.steps)
+                  if hasty[i + 1] != raw_result(hasty[i], op, k) % MODULUS)
+    return Trace(problem=problem, segments=segments, n_checks=n_checks, n_slips=n_slips)
 
 
 def make_traces(
@@ -286,17 +267,25 @@ def write_traces(
     split: str = "train",
     min_steps: int = DEFAULT_MIN_STEPS,
     max_steps: int = DEFAULT_MAX_STEPS,
+    tokenizer=None,
 ) -> Path:
-    """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`)."""
+    """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`).
+
+    `tokenizer` counts thinking tokens for the level terciles (`level_share`); default: the
+    world tokenizer.
+    """
     config = config or TeacherConfig()
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
     records = [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)]
     tagged = records
     if config.level_share > 0:
         from stopwise.supervision.builders import build_level_tagged
-        from stopwise.world.student import build_world_tokenizer
 
-        tagged = build_level_tagged(records, build_world_tokenizer(), prompt=config.prompt, group_key="difficulty")
+        if tokenizer is None:
+            from stopwise.world.student import build_world_tokenizer
+
+            tokenizer = build_world_tokenizer()
+        tagged = build_level_tagged(records, tokenizer, prompt=config.prompt, group_key="difficulty")
     # A generator of its own: the traces are the same whatever the share of level sentences.
     level_rng = random.Random(f"stopwise-levels/{seed}")
     levels = sorted(config.prompt.level_instructions)

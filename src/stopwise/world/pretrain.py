@@ -1,0 +1,154 @@
+"""A short pretraining of the demo student, before SFT: world text with short contexts.
+
+Real students come to distillation pretrained, with attention heads that find and copy what
+the context says. A student built from scratch has none, and every trace needs them: read the
+operation of step C off the problem (a content-addressed lookup), copy the start value, carry
+the last value to the conclusion. A small model learns such lookups abruptly after a plateau
+whose length grows with the context (the distractors): measured, 1,000 SFT steps on the demo's
+traces left 95% of the first pass's operations misread on two seeds, and the start value was
+copied only after ~750 steps. So the student first reads short world text, one tiny problem
+(1-3 steps, named by a window of consecutive letters so that every name is seen) per document,
+worked hastily and sometimes carefully, every token in the loss:
+
+    x=4, E+5, D−7.
+    x=4
+    E +5 → 9
+    D −7 → 2
+    So the result is 2.
+    x=4
+    E +5: 4 + 5 = 9
+    D −7: 9 - 7 = 2
+    So the result is 2.
+
+500 steps of next-token training on them (TRL `SFTTrainer`, plain text) form the lookup and
+the copies, and SFT then starts from a student that can read.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from stopwise.world.problems import (
+    DEFAULT_MAX_STEPS,
+    random_problem,
+    start_line,
+    step_label,
+    step_op,
+)
+from stopwise.world.teacher import careful_line, conclusion
+
+DONE_FILE = "pretrain.json"
+
+
+@dataclass
+class PretrainConfig:
+    """Lookup-drill pretraining of the demo student."""
+
+    steps: int = field(default=500, metadata={"help": "Optimizer steps (0: no pretraining)."})
+    batch_size: int = field(default=32, metadata={"help": "Drills per step."})
+    learning_rate: float = field(default=5e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
+    drill_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of documents that are lookup drills (named steps, then each looked "
+                  "up in random order): the densest lookup signal."},
+    )
+    max_checks: int = field(
+        default=3, metadata={"help": "Most careful passes after the hasty one in a document (0..this many): "
+                             "each restates the start, which teaches the student to copy it from afar."})
+    max_steps_per_document: int = field(
+        default=3,
+        metadata={"help": "Largest problem in a document (1..this many steps): short contexts form "
+                  "the lookups fastest (with up to 6 steps, 500 steps formed none)."},
+    )
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch_size <= 0 or self.learning_rate <= 0:
+            raise ValueError(f"PretrainConfig needs steps >= 0, batch_size > 0, learning_rate > 0; got {self}")
+        if not 0 <= self.drill_share <= 1:
+            raise ValueError(f"PretrainConfig.drill_share must be in [0, 1], got {self.drill_share}")
+        if not 1 <= self.max_steps_per_document <= DEFAULT_MAX_STEPS:
+            raise ValueError(f"PretrainConfig.max_steps_per_document must be in 1..{DEFAULT_MAX_STEPS}, "
+                             f"got {self.max_steps_per_document}")
+
+
+def drill(rng: random.Random, max_steps: int, n_names: int = DEFAULT_MAX_STEPS) -> str:
+    """A lookup drill: named steps, then each looked up once, in random order."""
+    n = rng.randint(1, max_steps)
+    first = rng.randint(0, max(0, n_names - n))  # the last step's name: A, or later letters
+    p = random_problem(rng, n)
+    table = [(step_label(first + n - i), step_op(op, k)) for i, (op, k) in enumerate(p.steps, 1)]
+    queries = rng.sample(table, len(table))
+    return ("Steps: " + ", ".join(f"{name}{op}" for name, op in table) + ".\n"
+            + "".join(f"{name} {op}\n" for name, op in queries))
+
+
+def document(rng: random.Random, max_steps: int, n_names: int = DEFAULT_MAX_STEPS, max_checks: int = 1) -> str:
+    """One pretraining document: a problem of 1..max_steps steps named by a random window of
+    the first `n_names` letters, worked hastily, then (half of the time) carefully."""
+    n = rng.randint(1, max_steps)
+    p = random_problem(rng, n)
+    first = rng.randint(0, max(0, n_names - n))  # the last step's name: A, or later letters
+    names = [step_label(first + n - i) for i in range(1, n + 1)]  # counting down, as problems do
+    xs = p.values()
+    stated = ", ".join(f"{name}{step_op(op, k)}" for name, (op, k) in zip(names, p.steps))
+    lines = [f"{start_line(p.start)}, {stated}.", start_line(p.start)]
+    lines += [f"{name} {step_op(op, k)} → {x}" for name, (op, k), x in zip(names, p.steps, xs[1:])]
+    lines.append(conclusion(xs[-1]))
+    for _ in range(rng.randint(0, max_checks)):  # careful passes, each from the start again
+        lines.append(start_line(p.start))
+        lines += [careful_line(name, x, op, k) for name, x, (op, k) in zip(names, xs, p.steps)]
+        lines.append(conclusion(xs[-1]))
+    return "\n".join(lines) + "\n"
+
+
+def pretrain_student(model_dir: str | Path, config: PretrainConfig, seed: int = 0,
+                     num_threads: int | None = None, progress: bool = True) -> dict:
+    """Pretrain the student in `model_dir` in place; skipped when already done there."""
+    model_dir = Path(model_dir)
+    done = model_dir / DONE_FILE
+    if done.exists():
+        return json.loads(done.read_text())
+    if config.steps == 0:
+        return {"steps": 0}
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    rng = random.Random(f"stopwise-pretrain/{seed}")
+    texts = [drill(rng, config.max_steps_per_document) if rng.random() < config.drill_share
+             else document(rng, config.max_steps_per_document, max_checks=config.max_checks)
+             for _ in range(config.steps * config.batch_size)]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    args = SFTConfig(
+        output_dir=str(model_dir / "pretrain"),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        adam_beta2=0.95,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        save_strategy="no",
+        logging_steps=max(1, config.steps // 5),
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_pin_memory=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                         train_dataset=Dataset.from_dict({"text": texts}))
+    trainer.train()
+    trainer.save_model(str(model_dir))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result = {**asdict(config), "seed": seed, "last_loss": losses[-1] if losses else None}
+    done.write_text(json.dumps(result, indent=2))
+    return result
