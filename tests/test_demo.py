@@ -9,14 +9,25 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     out = tmp_path / "demo"
     report = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False))
     summary_keys = {"accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "n_samples"}
-    assert summary_keys <= set(report["sft"])
-    assert set(report["tldr"]) == {"short", "medium", "long"}
-    for level, s in report["tldr"].items():
-        assert summary_keys <= set(s) and s["level"] == level
+    runs = report["runs"]
+    assert summary_keys <= set(runs["SFT"])
+    for level in ("short", "medium", "long"):  # the level-tagged SFT baseline and TLDR, at each level
+        for label in (f"SFT {level}", f"TLDR {level}"):
+            assert summary_keys <= set(runs[label]) and runs[label]["level"] == level
+    assert runs["budget forcing + Wait"]["controller"]["num_ignore"] == 1
     for name in ("ts", "budget"):
-        assert report["sweeps"][name]
-        for p in report["sweeps"][name]:
+        assert report["sweeps_by_controller"][name]
+        for p in report["sweeps_by_controller"][name]:
             assert {"value", "accuracy", "mean_tokens", "mean_thinking_tokens"} <= set(p)
+    # budgets are placed from the dev split's run, which never sees a test problem
+    dev = report["dev_sft"]
+    budgets = sorted(p["value"] for p in report["sweeps_by_controller"]["budget"] if p["value"] is not None)
+    assert budgets == sorted({max(1, round(f * dev["mean_thinking_tokens"])) for f in (0.5,)})
+    test_ids = {json.loads(line)["problem"] for line in (out / "world" / "test.jsonl").read_text().splitlines()}
+    dev_ids = {json.loads(line)["problem"] for line in (out / "world" / "dev.jsonl").read_text().splitlines()}
+    train_ids = {json.loads(line)["problem"] for line in (out / "world" / "train.jsonl").read_text().splitlines()}
+    assert not (test_ids & dev_ids) and not (test_ids & train_ids) and not (dev_ids & train_ids)
+    assert set(report["headline"]["tldr_mean_tokens"]) == {"short", "medium", "long"}
     assert report["wall_seconds"] > 0
     for name in ("report.json", "report.md", "report.html", "pareto.png"):
         assert (out / name).stat().st_size > 0
@@ -29,5 +40,5 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     again = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False))
     assert (out / "eval" / "sft" / "samples.jsonl").read_text() == before
     after = json.loads((out / "demo_state.json").read_text())["seconds"]
-    assert after["SFT: train the student on teacher traces"] - state["SFT: train the student on teacher traces"] < 5
-    assert again["tldr"]["medium"]["mean_tokens"] == report["tldr"]["medium"]["mean_tokens"]
+    assert after["SFT: pretrain, then train the student on teacher traces"] - state["SFT: pretrain, then train the student on teacher traces"] < 5
+    assert again["runs"]["TLDR medium"]["mean_tokens"] == report["runs"]["TLDR medium"]["mean_tokens"]

@@ -80,3 +80,24 @@ def test_real_scale_path_at_toy_size(size, long_tiny, data_dir, tmp_path, monkey
         assert main(["report", *dirs, "--out", str(runs / f"report-{bench}")]) == 0
         report = json.loads((runs / f"report-{bench}" / "report.json").read_text())
         assert report["reference"] == f"sft-{bench}" and len(report["table"]) == 4
+
+
+def test_demo_recipes_are_what_the_demo_runs(tmp_path):
+    """recipes/{sft,tldr}_demo.yaml run the demo's stages alone: the settings must not drift."""
+    from dataclasses import asdict
+
+    from stopwise.demo import DemoConfig
+    from stopwise.supervision.sft import load_sft_config
+    from stopwise.tldr import load_recipe
+    from stopwise.tldr.train import config_from_dict
+
+    demo = DemoConfig(out=str(tmp_path))
+    paths = {"model": str(tmp_path / "sft"), "data": str(tmp_path / "world" / "train.jsonl"),
+             "out": str(tmp_path / "tldr")}
+    recipe = asdict(load_recipe(REPO / "recipes" / "tldr_demo.yaml", paths))
+    assert recipe == asdict(config_from_dict(demo.tldr_settings(), "demo"))
+    sft = asdict(load_sft_config(REPO / "recipes" / "sft_demo.yaml"))
+    ours = asdict(demo.sft_config())
+    for key in ("out", "num_threads", "progress", "save_steps", "logging_steps"):  # where and how it reports
+        sft.pop(key), ours.pop(key)
+    assert sft == ours

@@ -238,10 +238,8 @@ def cmd_demo(args) -> int:
     config = DemoConfig(quick=args.quick, seed=args.seed, threads=args.threads, progress=not args.no_progress)
     config.out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     report = run_demo(config)
-    sft, tldr = report["sft"], report["tldr"]
-    print(f"SFT: accuracy {sft['accuracy']:.3f}, mean tokens {sft['mean_tokens']:.1f}")
-    for level, s in tldr.items():
-        print(f"TLDR {level}: accuracy {s['accuracy']:.3f}, mean tokens {s['mean_tokens']:.1f}")
+    print(report["markdown_table"])
+    print(json.dumps(report["headline"], indent=2))
     return 0
 
 
@@ -335,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
     p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
-    p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in about two minutes")
+    p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in well under a minute")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")

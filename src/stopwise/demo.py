@@ -1,11 +1,15 @@
 """`stopwise demo`: the paper's story on the demo world, end to end on a 2-core CPU.
 
-    world -> SFT student -> evaluate + analyse -> TS and budget-forcing sweeps
-          -> TLDR -> evaluate the three levels -> report
+    world (train / dev / test) -> SFT student (lookup pretraining, then plain and level-tagged
+    traces) -> evaluate + analyse -> TS and budget-forcing sweeps, budget forcing's "Wait"
+    extension -> the level-tagged SFT baseline at each level -> TLDR with levels -> evaluate
+    the three levels -> report
 
-Each stage is resumable on its own (evaluations append per sample, SFT and TLDR resume from
-their checkpoints, finished models are reused), so a second call after a kill continues
-where the first stopped. Stage times accumulate over calls in DIR/demo_state.json.
+Every choice the demo makes from data (where the budgets of budget forcing go) is made on the
+dev split; the test split is only reported. Each stage is resumable on its own (evaluations
+append per sample, SFT and TLDR resume from their checkpoints, finished models are reused), so
+a second call after a kill continues where the first stopped. Stage times accumulate over
+calls in DIR/demo_state.json.
 """
 
 from __future__ import annotations
@@ -15,37 +19,94 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stopwise.prompts import LEVELS
+from stopwise.controllers import ControllerConfig
+from stopwise.engines import SamplingSettings
+from stopwise.evaluation.analysis import analyze_run
+from stopwise.evaluation.runner import EvalConfig, run_eval
+from stopwise.evaluation.sweep import run_sweep
+from stopwise.io import write_json
+from stopwise.prompts import LEVELS, PromptConfig
+from stopwise.report import build_report, compare_at_matched_tokens, load_run, markdown_table
+from stopwise.supervision.sft import SFTRunConfig, run_sft
+from stopwise.tldr.train import config_from_dict, run_tldr
+from stopwise.world import DEFAULT_MAX_NEW_TOKENS, write_split
+from stopwise.world.problems import DEFAULT_MAX_STEPS, DEFAULT_MIN_STEPS, check_step_range
+from stopwise.world.teacher import ANSWER_LEAD
 
 
 @dataclass
 class DemoConfig:
     out: str = field(default="runs/demo", metadata={"help": "Directory of the whole demo."})
-    quick: bool = field(default=False, metadata={"help": "Toy sizes: the same pipeline in about two minutes."})
-    seed: int = field(default=0, metadata={"help": "Seed of data, training and sampling."})
-    n_test: int = field(default=200, metadata={"help": "Held-out problems evaluated."})
+    quick: bool = field(default=False, metadata={"help": "Toy sizes: the same pipeline in well under a minute."})
+    seed: int = field(default=0, metadata={"help": "Seed of everything: the student's initial weights, its "
+                                           "data and their order, TLDR, sampling."})
+    n_test: int = field(default=200, metadata={"help": "Test problems (only reported)."})
+    n_dev: int = field(default=200, metadata={"help": "Dev problems (where the demo's choices are made)."})
     n_tldr_problems: int = field(default=2000, metadata={"help": "Training problems offered to TLDR."})
+    min_steps: int = field(default=DEFAULT_MIN_STEPS, metadata={"help": "Fewest steps of a problem."})
+    max_steps: int = field(default=DEFAULT_MAX_STEPS, metadata={"help": "Most steps of a problem."})
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of every evaluation."})
     max_new_tokens: int = field(default=0, metadata={"help": "Evaluation cap (0: the world's default)."})
     batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
-    ts_values: list[float] = field(default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0],
+    ts_values: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0],
                                    metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself)."})
-    budget_fractions: list[float] = field(default_factory=lambda: [0.4, 0.5, 0.65],
+    budget_fractions: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9],
                                           metadata={"help": "Budgets of the budget-forcing sweep, as fractions of "
-                                                    "the SFT student's mean thinking tokens (so the curves overlap)."})
+                                                    "the SFT student's mean thinking tokens on the dev split."})
     sft: dict = field(default_factory=dict, metadata={"help": "SFTRunConfig overrides."})
     tldr: dict = field(default_factory=dict, metadata={"help": "TLDRConfig overrides."})
     threads: int = field(default=2, metadata={"help": "torch CPU threads."})
     progress: bool = field(default=True, metadata={"help": "Progress bars."})
 
+    def __post_init__(self):
+        check_step_range(self.min_steps, self.max_steps)
+        for name in ("n_test", "n_dev", "n_tldr_problems", "batch_size", "threads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not all(f > 0 for f in self.budget_fractions):
+            raise ValueError(f"DemoConfig.budget_fractions must be > 0, got {self.budget_fractions}")
+        if not all(t > 0 for t in self.ts_values):
+            raise ValueError(f"DemoConfig.ts_values must be > 0, got {self.ts_values}")
+        self.sft_config()  # teacher, student and SFT settings are checked before any training
+        self.tldr_settings()
+
     def scaled(self) -> DemoConfig:
         if not self.quick:
             return self
         quick = DemoConfig(**asdict(self))
-        quick.n_test, quick.n_tldr_problems, quick.batch_size = 8, 32, 8
+        quick.n_test, quick.n_dev, quick.n_tldr_problems, quick.batch_size = 8, 8, 32, 8
         quick.max_new_tokens = quick.max_new_tokens or 96
-        quick.ts_values, quick.budget_fractions = [4.0], [0.5]
+        quick.ts_values, quick.budget_fractions = [1.0, 4.0], [0.5]
         return quick
+
+    def sft_config(self) -> SFTRunConfig:
+        return SFTRunConfig(**{"out": str(Path(self.out) / "sft"), "seed": self.seed, "quick": self.quick,
+                               "num_threads": self.threads, "progress": self.progress, **self.sft})
+
+    def tldr_settings(self) -> dict:
+        out = Path(self.out)
+        settings = {"model": str(out / "sft"), "data": str(out / "world" / "train.jsonl"),
+                    "out": str(out / "tldr"), "seed": self.seed, **DEMO_TLDR, **self.tldr}
+        if self.quick:
+            settings.update(max_steps=2, num_generations=4, per_device_batch_size=8, save_steps=1)
+        config_from_dict(settings, "demo tldr")  # validates
+        return settings
+
+
+# TLDR settings of the demo (recipes/tldr_demo.yaml says what each means and why).
+DEMO_TLDR = {
+    "num_generations": 8,
+    "per_device_batch_size": 48,
+    "max_steps": 30,
+    "max_completion_length": DEFAULT_MAX_NEW_TOKENS,
+    "learning_rate": 1.5e-4,
+    "beta": 0.1,
+    "loss_type": "dapo",
+    "scale_rewards": "batch",
+    "temperature": 0.6,
+    "save_steps": 10,
+    "logging_steps": 1,
+}
 
 
 class StageClock:
@@ -60,7 +121,7 @@ class StageClock:
         t0 = time.perf_counter()
         result = fn()
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-        self.path.write_text(json.dumps({"seconds": self.seconds}, indent=2))
+        write_json(self.path, {"seconds": self.seconds})
         print(f"[demo] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
         return result
 
@@ -69,19 +130,61 @@ class StageClock:
         return sum(self.seconds.values())
 
 
+def by_difficulty(samples: list[dict], difficulty: dict[str, int]) -> dict[str, dict]:
+    """Accuracy and mean tokens per number of steps."""
+    groups: dict[int, list[dict]] = {}
+    for s in samples:
+        groups.setdefault(difficulty[s["problem_id"]], []).append(s)
+    return {str(d): {"n": len(g), "accuracy": sum(bool(s["correct"]) for s in g) / len(g),
+                     "mean_tokens": sum(s["n_tokens"] for s in g) / len(g)}
+            for d, g in sorted(groups.items())}
+
+
+def headline(runs: dict, comparison: dict | None, hardest: str) -> dict:
+    """The figures the README reports (and benchmarks/demo_seeds.py spreads over seeds)."""
+    sft = runs["SFT"].summary
+    tldr = {lv: runs[f"TLDR {lv}"].summary for lv in LEVELS}
+    tagged = {lv: runs[f"SFT {lv}"].summary for lv in LEVELS}
+    ok = [lv for lv in LEVELS if tldr[lv]["accuracy"] >= sft["accuracy"] - 0.01]
+    best = max(ok, key=lambda lv: 1 - tldr[lv]["mean_tokens"] / sft["mean_tokens"], default=None)
+    wrong, right = sft.get("mean_thinking_tokens_wrong"), sft.get("mean_thinking_tokens_correct")
+    return {
+        "sft_accuracy": sft["accuracy"],
+        "sft_mean_tokens": sft["mean_tokens"],
+        "sft_wrong_to_correct_thinking": wrong / right if wrong and right else None,
+        "sft_truncation_rate": sft["truncation_rate"],
+        "ts_share_at_least_as_accurate": comparison and comparison["ts_share_at_least_as_accurate"],
+        "ts_budget_points_inside": comparison and comparison["n_inside_ts_range"],
+        "tldr_accuracy": {lv: tldr[lv]["accuracy"] for lv in LEVELS},
+        "tldr_mean_tokens": {lv: tldr[lv]["mean_tokens"] for lv in LEVELS},
+        "tldr_level_ratios": [tldr[b]["mean_tokens"] / tldr[a]["mean_tokens"] for a, b in zip(LEVELS, LEVELS[1:])],
+        "tldr_best_reduction_within_1pt": (1 - tldr[best]["mean_tokens"] / sft["mean_tokens"]) if best else None,
+        "tldr_best_level_within_1pt": best,
+        "level_sft_mean_tokens": {lv: tagged[lv]["mean_tokens"] for lv in LEVELS},
+        "hardest": hardest,
+        "hardest_accuracy": {label: runs[label].by_difficulty.get(hardest, {}).get("accuracy")
+                             for label in ("SFT", "budget forcing + Wait", "TLDR short", "TLDR long",
+                                           "SFT short", "SFT long")},
+    }
+
+
+def notes(runs: dict, figures: dict) -> list[str]:
+    """Markdown lines for the report: accuracy by number of steps, the levels' spacing."""
+    labels = ["SFT", "budget forcing + Wait", "SFT short", "SFT long", "TLDR short", "TLDR medium", "TLDR long"]
+    steps = sorted({d for label in labels for d in runs[label].by_difficulty}, key=int)
+    lines = ["## Accuracy by number of steps (test)", "",
+             "| run | " + " | ".join(steps) + " |", "|---|" + "---:|" * len(steps)]
+    for label in labels:
+        row = runs[label].by_difficulty
+        lines.append(f"| {label} | " + " | ".join(f"{100 * row[d]['accuracy']:.0f}%" if d in row else "-"
+                                                  for d in steps) + " |")
+    ratios = figures["tldr_level_ratios"]
+    lines += ["", f"TLDR levels: mean tokens medium / short = {ratios[0]:.2f}, long / medium = {ratios[1]:.2f}.", ""]
+    return lines
+
+
 def run_demo(config: DemoConfig) -> dict:
     import torch
-
-    from stopwise.controllers import ControllerConfig
-    from stopwise.engines import SamplingSettings
-    from stopwise.evaluation.analysis import analyze_run
-    from stopwise.evaluation.runner import EvalConfig, run_eval
-    from stopwise.evaluation.sweep import run_sweep
-    from stopwise.prompts import PromptConfig
-    from stopwise.report import build_report, load_run
-    from stopwise.supervision.sft import SFTRunConfig, run_sft
-    from stopwise.tldr.train import config_from_dict, run_tldr
-    from stopwise.world import DEFAULT_MAX_NEW_TOKENS, write_split
 
     config = config.scaled()
     torch.set_num_threads(config.threads)
@@ -89,108 +192,90 @@ def run_demo(config: DemoConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out)
     cap = config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    test_file, train_file = out / "world" / "test.jsonl", out / "world" / "train.jsonl"
+    world = out / "world"
+    split_files = {"train": world / "train.jsonl", "dev": world / "dev.jsonl", "test": world / "test.jsonl"}
     sft_dir, tldr_dir = out / "sft", out / "tldr"
+    sampling = SamplingSettings(temperature=config.eval_temperature, top_p=1.0, max_new_tokens=cap,
+                                seed=config.seed)
 
-    def world():
-        if not test_file.exists():
-            write_split(test_file, config.n_test, seed=config.seed + 1, split="test")
-        if not train_file.exists():
-            write_split(train_file, config.n_tldr_problems, seed=config.seed + 2, split="train")
+    def make_world():
+        sizes = {"train": config.n_tldr_problems, "dev": config.n_dev, "test": config.n_test}
+        for i, (split, path) in enumerate(split_files.items()):
+            if not path.exists():
+                write_split(path, sizes[split], seed=config.seed * 10 + i, split=split,
+                            min_steps=config.min_steps, max_steps=config.max_steps)
 
     def sft():
-        if (sft_dir / "sft_run.json").exists():
-            return
-        run_sft(SFTRunConfig(**{"out": str(sft_dir), "seed": config.seed, "quick": config.quick,
-                                "num_threads": config.threads, "progress": config.progress, **config.sft}))
+        if not (sft_dir / "sft_run.json").exists():
+            run_sft(config.sft_config())
 
-    def evaluate(model: Path, name: str, level: str | None = None, controller=None) -> dict:
-        return run_eval(EvalConfig(
-            model=str(model), benchmark=str(test_file), out=str(out / "eval" / name),
-            sampling=SamplingSettings(temperature=config.eval_temperature, top_p=1.0, max_new_tokens=cap,
-                                      seed=config.seed),
-            batch_size=config.batch_size, prompt=PromptConfig(level=level),
-            controller=controller or ControllerConfig(), record_stop_ranks=level is None and controller is None,
-            progress=config.progress))
+    def eval_config(name: str, model: Path = sft_dir, split: str = "test", level: str | None = None,
+                    controller: ControllerConfig | None = None, stop_ranks: bool = False) -> EvalConfig:
+        return EvalConfig(model=str(model), benchmark=str(split_files[split]), out=str(out / "eval" / name),
+                          sampling=sampling, batch_size=config.batch_size, prompt=PromptConfig(level=level),
+                          controller=controller or ControllerConfig(), record_stop_ranks=stop_ranks,
+                          progress=config.progress)
 
     def sft_eval():
-        summary = evaluate(sft_dir, "sft")
+        dev = run_eval(eval_config("sft_dev", split="dev"))
+        test = run_eval(eval_config("sft", stop_ranks=True))
         analyze_run(out / "eval" / "sft")
-        return summary
+        return dev, test
 
-    def sweeps(sft_summary: dict):
-        base = EvalConfig(
-            model=str(sft_dir), benchmark=str(test_file), out="",
-            sampling=SamplingSettings(temperature=config.eval_temperature, top_p=1.0, max_new_tokens=cap,
-                                      seed=config.seed),
-            batch_size=config.batch_size, progress=config.progress)
-        mean_thinking = sft_summary["mean_thinking_tokens"]
-        budgets = sorted({max(1, round(f * mean_thinking)) for f in config.budget_fractions})
+    def sweeps(dev_summary: dict):
+        base = eval_config("")
+        # cut thinking, then the world's own answer opening (s1 forces "Final Answer:")
+        base.controller.answer_prefix = "\n\n" + ANSWER_LEAD
+        budgets = sorted({max(1, round(f * dev_summary["mean_thinking_tokens"])) for f in config.budget_fractions})
         sft_run = out / "eval" / "sft"
-        return (run_sweep(base, "ts", config.ts_values, out / "sweeps" / "ts", reference_run=sft_run),
-                run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run))
+        ts = run_sweep(base, "ts", config.ts_values, out / "sweeps" / "ts", reference_run=sft_run)
+        budget = run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run)
+        # s1's test-time scaling: suppress the first stop and let the model go on ("Wait")
+        run_eval(eval_config("budget_wait", controller=ControllerConfig(name="budget", num_ignore=1)))
+        return ts, budget
+
+    def level_sft_eval():
+        return {lv: run_eval(eval_config(f"sft_{lv}", level=lv)) for lv in LEVELS}
 
     def tldr():
-        if (tldr_dir / "tldr_summary.json").exists():
-            return
-        settings = {"model": str(sft_dir), "data": str(train_file), "out": str(tldr_dir), "seed": config.seed,
-                    **DEMO_TLDR, **config.tldr}
-        settings["max_completion_length"] = min(settings["max_completion_length"], cap)
-        if config.quick:
-            settings.update(max_steps=2, num_generations=4, per_device_batch_size=8, save_steps=1)
-        run_tldr(config_from_dict(settings, "demo"))
+        if not (tldr_dir / "tldr_summary.json").exists():
+            run_tldr(config_from_dict(config.tldr_settings(), "demo tldr"))
 
     def tldr_eval():
-        return {level: evaluate(tldr_dir, f"tldr_{level}", level=level) for level in LEVELS}
+        return {lv: run_eval(eval_config(f"tldr_{lv}", model=tldr_dir, level=lv)) for lv in LEVELS}
 
-    clock("world: problems", world)
-    clock("SFT: train the student on teacher traces", sft)
-    sft_summary = clock("SFT: evaluate and analyse", sft_eval)
-    ts_sweep, budget_sweep = clock("sweeps: TS and budget forcing", lambda: sweeps(sft_summary))
+    clock("world: train / dev / test problems", make_world)
+    clock("SFT: pretrain, then train the student on teacher traces", sft)
+    dev_summary, sft_summary = clock("SFT: evaluate (dev, test) and analyse", sft_eval)
+    ts_sweep, budget_sweep = clock("sweeps: TS, budget forcing, its Wait extension", lambda: sweeps(dev_summary))
+    clock("level-tagged SFT: evaluate short / medium / long", level_sft_eval)
     clock("TLDR: GRPO with the length-regularised reward", tldr)
-    tldr_summaries = clock("TLDR: evaluate short / medium / long", tldr_eval)
+    clock("TLDR: evaluate short / medium / long", tldr_eval)
 
     def report():
-        runs = [load_run(out / "eval" / "sft", "SFT")] + [
-            load_run(out / "eval" / f"tldr_{level}", f"TLDR {level}") for level in LEVELS]
-        extra = {
-            "sft": sft_summary,
-            "sweeps": {"ts": ts_sweep["points"], "budget": budget_sweep["points"]},
-            "tldr": tldr_summaries,
-            "wall_seconds": clock.total,
-            "stage_seconds": clock.seconds,
-            "settings": asdict(config),
-        }
-        return build_report(out, runs, [ts_sweep, budget_sweep], reference="SFT",
-                            hist_runs=["SFT", "TLDR medium"], example=("SFT", "TLDR medium"), extra=extra,
-                            title="stopwise demo: intervention, supervision, reinforcement")
+        difficulty = {f"{split_files['test'].stem}/{r['id']}": r["difficulty"]
+                      for r in map(json.loads, split_files["test"].read_text().splitlines())}
+        named = [("SFT", "sft"), ("budget forcing + Wait", "budget_wait")]
+        named += [(f"SFT {lv}", f"sft_{lv}") for lv in LEVELS] + [(f"TLDR {lv}", f"tldr_{lv}") for lv in LEVELS]
+        runs = {label: load_run(out / "eval" / name, label) for label, name in named}
+        for r in runs.values():
+            r.by_difficulty = by_difficulty(r.samples, difficulty)
+        hardest = str(max(difficulty.values()))
+        comparison = compare_at_matched_tokens(ts_sweep["points"], budget_sweep["points"])
+        figures = headline(runs, comparison, hardest)
+        report = build_report(
+            out, list(runs.values()), [ts_sweep, budget_sweep], reference="SFT",
+            hist_runs=["SFT", "TLDR medium"], example=("SFT", "TLDR short"),
+            title="stopwise demo: intervention, supervision, reinforcement",
+            extra={"headline": figures, "notes_md": notes(runs, figures),
+                   "by_difficulty": {label: r.by_difficulty for label, r in runs.items()},
+                   "dev_sft": dev_summary, "settings": asdict(config)})
+        report["markdown_table"] = markdown_table(report["table"], "SFT")
+        return report
 
-    clock("report", report)
-    final = build_report_json_wall(out, clock.total)
+    report = clock("report", report)
+    report["wall_seconds"] = clock.total
+    report["stage_seconds"] = clock.seconds
+    write_json(out / "report.json", report)
     print(f"\n[demo] done in {clock.total:.0f} s: {out / 'report.md'}", flush=True)
-    return final
-
-
-def build_report_json_wall(out: Path, wall: float) -> dict:
-    """The report stage itself is timed too: record the final total."""
-    path = out / "report.json"
-    report = json.loads(path.read_text())
-    report["wall_seconds"] = wall
-    path.write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-# TLDR settings of the demo (recipes/tldr_demo.yaml says what each means and why).
-DEMO_TLDR = {
-    "num_generations": 8,
-    "per_device_batch_size": 48,
-    "max_steps": 60,
-    "max_completion_length": 384,
-    "learning_rate": 1.5e-4,
-    "beta": 0.0,
-    "loss_type": "dapo",
-    "scale_rewards": "batch",
-    "temperature": 0.6,
-    "save_steps": 10,
-    "logging_steps": 1,
-}

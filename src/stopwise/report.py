@@ -209,6 +209,7 @@ def render_markdown(report: dict) -> str:
                   f"{100 * r['ts_accuracy']:.1f}% | {'yes' if r['ts_at_least_as_accurate'] else 'no'} |" for r in c["points"]]
         parts += ["", f"TS is at least as accurate on {100 * c['ts_share_at_least_as_accurate']:.0f}% of the "
                   f"{c['n_inside_ts_range']} budget points inside the TS curve's range.", ""]
+    parts += report.get("notes_md", [])
     for key, name in report["plots"].items():
         parts += [f"![{key}]({name})", ""]
     ex = report.get("example")
