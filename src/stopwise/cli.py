@@ -8,6 +8,7 @@
     stopwise sft      SFT distillation (TRL SFTTrainer, assistant-only loss)
     stopwise data     SFT data: import public trace sets, shortest-correct-of-k, level-tagged
     stopwise tldr     length-regularised GRPO with short / medium / long levels
+    stopwise check    a recipe's multi-process launch (world size, batches, DeepSpeed), before it starts
     stopwise demo     the whole story on the demo world (CPU, no download)
     stopwise serve    vLLM's OpenAI-compatible server with the controllers, per request
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
@@ -173,7 +174,9 @@ def cmd_sft(args) -> int:
     if args.quick:
         overrides["quick"] = True
     config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
-    print(json.dumps(run_sft(config), indent=2))
+    result = run_sft(config)
+    if is_main_process():  # one summary, not one per process of a launch
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -228,8 +231,52 @@ def cmd_tldr(args) -> int:
     overrides = recipe_overrides(args)
     config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
     summary = run_tldr(config)
-    print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
+    if is_main_process():
+        print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
     return 0
+
+
+def cmd_check(args) -> int:
+    """The launch a recipe makes, checked before any process starts."""
+    from stopwise.distributed import accelerate_launch_plan
+
+    overrides = recipe_overrides(args)
+    if args.what == "sft":
+        from stopwise.supervision.sft import launch_plan, load_sft_config, sft_config_from_dict
+
+        config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
+        module = "stopwise sft"
+    else:
+        from stopwise.tldr.train import config_from_dict, launch_plan, load_recipe
+
+        config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+        module = "stopwise tldr"
+    launch = accelerate_launch_plan(args.accelerate_config) if args.accelerate_config else None
+    n = args.num_processes or (launch["num_processes"] if launch else None)
+    plan = launch_plan(config, n)
+    if plan is None:
+        raise ValueError("the world size is not known: give --num-processes or --accelerate-config, "
+                         "or state world_size (or global_batch_size) in the recipe")
+    report = {"recipe": args.config, **plan.to_dict()}
+    if launch:
+        report["launch"] = launch
+    flags = (f" --config_file {args.accelerate_config}" if launch else "") + (
+        f" --num_processes {plan.world_size}" if not launch or launch["num_processes"] != plan.world_size else "")
+    recipe = f" --config {args.config}" if args.config else ""
+    sets = "".join(f" --set {item}" for item in args.overrides)
+    report["command"] = f"accelerate launch{flags} -m {module}{recipe}{sets}"
+    if args.what == "tldr" and config.use_vllm and config.vllm_mode == "server":
+        where = config.vllm_server_base_url or f"{config.vllm_server_host}:{config.vllm_server_port}"
+        report["server"] = (f"trl vllm-serve --model {config.model} --port {config.vllm_server_port} "
+                            f"(on its own GPUs; the trainer connects to {where})")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def is_main_process() -> bool:
+    from stopwise.distributed import is_main_process as main
+
+    return main()
 
 
 def cmd_demo(args) -> int:
@@ -332,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
     recipe_args(p, "TLDRConfig")
     p.set_defaults(func=cmd_tldr)
+
+    p = sub.add_parser("check", help="check a recipe's multi-process launch before starting it")
+    p.add_argument("what", choices=["sft", "tldr"], help="the recipe's command")
+    recipe_args(p, "SFTRunConfig or TLDRConfig")
+    p.add_argument("--accelerate-config", help="the accelerate config file of the launch (num_processes, DeepSpeed)")
+    p.add_argument("--num-processes", type=int, help="processes of the launch (default: the accelerate config's)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
     p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
