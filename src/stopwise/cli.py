@@ -41,6 +41,12 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-stop-ranks", action="store_true", help="record the delimiter's rank per thinking step")
     p.add_argument("--engine", default="hf", choices=["hf", "vllm"],
                    help="hf: transformers generate in static batches; vllm: vLLM, continuous batching")
+    v = p.add_argument_group("vLLM past one device (--engine vllm; checked against the devices vLLM sees)")
+    v.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="devices per engine: vLLM's tensor parallelism")
+    v.add_argument("--data-parallel-size", type=int, default=1,
+                   help="engines, each in its own process on its own devices; the samples are dealt "
+                        "out (a run directory stays one run: the same samples whatever the sizes)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--no-progress", action="store_true")
     c = p.add_argument_group("stopping controller")
@@ -95,6 +101,8 @@ def eval_config(args, out: str, controller=None):
         controller=controller or controller_config(args),
         record_stop_ranks=args.record_stop_ranks,
         engine=args.engine,
+        tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size,
         dtype=args.dtype,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -298,7 +306,8 @@ def cmd_serve(args) -> int:
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra)
+    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra,
+                 tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
 
 
 def cmd_report(args) -> int:
@@ -401,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--eot", help="end-of-thinking delimiter (default: detected from the tokenizer)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="vLLM's tensor parallelism: devices per replica (checked against the visible devices)")
+    p.add_argument("--data-parallel-size", type=int, default=1,
+                   help="vLLM's data parallelism: replicas behind the one server (checked likewise)")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after --: more `vllm serve` arguments")
     p.set_defaults(func=cmd_serve)
 
