@@ -460,7 +460,7 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     use_plain_cpu_device(use_cpu)
     args = SFTConfig(**args)  # sets up the process group under a launch
     main = args.process_index == 0
-    with args.main_process_first(desc="SFT data and model files"):
+    with args.main_process_first(local=False, desc="SFT data and model files"):
         if main:
             out.mkdir(parents=True, exist_ok=True)
         fmt = TraceFormat(think_start=config.think_start, eot=config.eot,
