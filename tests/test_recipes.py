@@ -13,8 +13,10 @@ from stopwise.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 # Size overrides: everything else is the recipe's own.
-SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1"]
-TLDR_TOY = ["num_generations=4", "per_device_batch_size=4", "gradient_accumulation_steps=1",
+# the recipes state an 8-process launch (world_size, global_batch_size): one process here
+ONE_PROCESS = ["world_size=1", "global_batch_size=null"]
+SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1", *ONE_PROCESS]
+TLDR_TOY = [*ONE_PROCESS, "num_generations=4", "per_device_batch_size=4", "gradient_accumulation_steps=1",
             "max_completion_length=24", "max_steps=2", "limit=8", "dtype=float32", "bf16=false",
             "save_steps=1"]
 BENCHMARKS = ("math500", "amc23", "aime24", "olympiadbench")

@@ -173,19 +173,25 @@ def test_bos_adding_tokenizer_gets_no_double_bos(tiny_model_dir):
 def test_recipes_load(recipe):
     config = load_recipe(recipe)
     assert config.model and config.data and config.out
-    # vLLM is not a dependency: no recipe needs it (opt-in with --set use_vllm=true)
-    assert not config.use_vllm
+    # vLLM is not a dependency: only the server-mode recipe (a separate trl vllm-serve) uses it
+    assert config.use_vllm == recipe.name.endswith("_server.yaml")
     # the level weights stay in force: one std over the batch, never the group's (SPEC)
     assert config.scale_rewards == "batch"
     assert config.num_generations == 8
     if "qwen2.5" in recipe.name:
-        assert config.data.endswith("math_train.jsonl") and config.vllm_mode == "colocate"
+        assert config.data.endswith("math_train.jsonl")
+        assert config.vllm_mode == ("server" if config.use_vllm else "colocate")
         # the rollout cap is the README's evaluation cap: a trace eval accepts is never c = 0 here
         assert config.max_completion_length == 8192
-        # The GRPOConfig builds (bf16 off: no GPU here); 64 prompts per step on 8 GPUs.
+        # The GRPOConfig builds (bf16 off: no GPU here); each recipe states its launch: 64
+        # prompts x 8 generations per optimizer step
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
-        assert args.scale_rewards == "batch" and not args.use_vllm
-        assert 8 * args.per_device_train_batch_size * args.gradient_accumulation_steps // 8 == 64
+        assert args.scale_rewards == "batch" and args.use_vllm == config.use_vllm
+        plan = config.batch_plan()
+        assert (plan.world_size, plan.global_batch, plan.prompts_per_step) == (
+            config.world_size, config.global_batch_size, 64)
+        assert plan.global_batch == (config.world_size * args.per_device_train_batch_size
+                                     * args.gradient_accumulation_steps)
     if "levels" in recipe.name:
         # the KL anchor needs a reference model: the GRPOConfig must carry beta
         args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))

@@ -559,3 +559,123 @@ def test_serve_with_openai_client(contextual_model_dir, hf_engine, prompts):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Past one device: tensor / data parallel sizes, checked against the devices vLLM sees
+
+
+def test_parallel_sizes_checked_against_the_visible_devices(monkeypatch):
+    from vllm.platforms import current_platform
+
+    from stopwise.engines import vllm as engine_module
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.delenv("VLLM_CPU_SIM_MULTI_NUMA", raising=False)
+    with pytest.raises(ValueError, match="tensor_parallel_size must be an integer >= 1, got 0"):
+        engine_module.check_parallel(0)
+    if current_platform.is_cpu():
+        from vllm.utils import cpu_resource_utils
+
+        nodes = cpu_resource_utils.get_visible_memory_node()
+        cores = cpu_resource_utils.get_allowed_cpu_list()
+        with pytest.raises(ValueError, match=rf"{len(nodes) + 1} workers, each on a NUMA node of its own, but "
+                                             rf"vLLM sees {len(nodes)} NUMA node"):
+            engine_module.check_parallel(len(nodes) + 1)
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # unbound workers: up to one per core
+        assert len(engine_module.check_parallel(1, len(cores))) == len(cores)
+        with pytest.raises(ValueError, match="CPU core"):
+            engine_module.check_parallel(len(cores), 2)
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1|2")  # vLLM: one CPU list per worker
+        assert engine_module.check_parallel(3) == ["0", "1", "2"]
+        assert engine_module.worker_environments(["0", "1", "2", "3"], 2, 2) == [
+            {"VLLM_CPU_OMP_THREADS_BIND": "0|1"}, {"VLLM_CPU_OMP_THREADS_BIND": "2|3"}]
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "auto")
+        assert engine_module.worker_environments(["0", "1"], 1, 2) == [
+            {"CPU_VISIBLE_MEMORY_NODES": "0"}, {"CPU_VISIBLE_MEMORY_NODES": "1"}]
+    # a GPU platform: the visible GPUs, each data-parallel engine its own slice of them
+    monkeypatch.setattr(current_platform, "is_cpu", lambda: False)
+    monkeypatch.setattr(current_platform, "device_control_env_var", "CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(current_platform, "device_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")
+    assert engine_module.check_parallel(2, 2) == ["2", "3", "5", "7"]
+    assert engine_module.worker_environments(["2", "3", "5", "7"], 2, 2) == [
+        {"CUDA_VISIBLE_DEVICES": "2,3"}, {"CUDA_VISIBLE_DEVICES": "5,7"}]
+    with pytest.raises(ValueError, match=r"2 x data_parallel_size 4 = 8 workers, each on a GPU of its own, "
+                                         r"but vLLM sees 4 GPUs here \[2,3,5,7\] \(CUDA_VISIBLE_DEVICES=2,3,5,7\)"):
+        engine_module.check_parallel(2, 4)
+
+
+def test_eval_and_serve_pass_the_sizes_through(contextual_model_dir, monkeypatch, tmp_path):
+    from stopwise import serving
+    from stopwise.cli import main
+    from stopwise.engines import vllm as engine_module
+    from stopwise.evaluation.runner import EvalConfig
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1|2|3|4|5|6|7")  # 8 CPU lists: 8 workers fit
+    model = str(contextual_model_dir)
+    argv = serving.serve_argv(model, host="h", port=1, dtype="auto", eot=None, extra=[],
+                              tensor_parallel_size=2, data_parallel_size=4)
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "2" and argv[argv.index("--data-parallel-size") + 1] == "4"
+    argv = serving.serve_argv(model, host="h", port=1, dtype="auto", eot=None, extra=["-tp", "2", "--data-parallel-size=2"])
+    assert argv.count("-tp") == 1 and "--tensor-parallel-size" not in argv  # vLLM's own flags, as given
+    with pytest.raises(ValueError, match="16 workers"):
+        serving.serve_argv(model, host="h", port=1, dtype="auto", eot=None, extra=["-dp", "8"], tensor_parallel_size=2)
+    with pytest.raises(ValueError, match="disagree"):
+        serving.serve_argv(model, host="h", port=1, dtype="auto", eot=None, extra=["-tp", "4"], tensor_parallel_size=2)
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND")
+    assert main(["serve", "--model", model, "--tensor-parallel-size", "64"]) == 2  # refused before vLLM starts
+
+    # eval: the sizes reach vLLM; not part of the run's identity
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_llm(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    monkeypatch.setattr(vllm, "LLM", fake_llm)
+    with pytest.raises(Stop):
+        engine_module.make_vllm_engine(model, tensor_parallel_size=2, kv_cache_memory_bytes=2**20)
+    assert seen["tensor_parallel_size"] == 2
+    one = EvalConfig(model=model, benchmark="b", out="o", engine="vllm")
+    two = EvalConfig(model=model, benchmark="b", out="o", engine="vllm", tensor_parallel_size=2, data_parallel_size=2)
+    assert one.identity() == two.identity() and two.to_dict()["data_parallel_size"] == 2
+    with pytest.raises(ValueError, match="parallel generation is vLLM's; use --engine vllm"):
+        EvalConfig(model=model, benchmark="b", out="o", data_parallel_size=2)
+    with pytest.raises(ValueError, match="record_stop_ranks needs tensor_parallel_size 1"):
+        EvalConfig(model=model, benchmark="b", out="o", engine="vllm", tensor_parallel_size=2, record_stop_ranks=True)
+
+
+@pytest.mark.slow
+def test_data_parallel_run_directory_is_one_run(vllm_engine, contextual_model_dir, problems_file, tmp_path, monkeypatch):
+    """2 engines, each in its own process (CPU, unbound): the same samples as one engine, and a
+    run begun on one engine resumes on two."""
+    from stopwise.engines.vllm import DataParallelVLLMEngine
+    from stopwise.evaluation.runner import run_eval
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    one = run_eval(_eval_config(contextual_model_dir, problems_file, tmp_path / "one"), vllm_engine)
+    run_eval(_eval_config(contextual_model_dir, problems_file, tmp_path / "mixed", limit=3), vllm_engine)
+    engine = DataParallelVLLMEngine(str(contextual_model_dir), data_parallel_size=2, dtype="float32",
+                                    kv_cache_memory_bytes=256 * 2**20, max_model_len=1024)
+    try:
+        mixed = run_eval(_eval_config(contextual_model_dir, problems_file, tmp_path / "mixed",
+                                      data_parallel_size=2), engine)
+        two = run_eval(_eval_config(contextual_model_dir, problems_file, tmp_path / "two",
+                                    data_parallel_size=2), engine)
+    finally:
+        engine.close()
+    read = {d: {(s["problem_id"], s["sample_index"]): s for s in
+                map(json.loads, (tmp_path / d / "samples.jsonl").read_text().splitlines())}
+            for d in ("one", "mixed", "two")}
+    assert len(read["one"]) == len(PROBLEMS) * 2 == one["n_samples"] == mixed["n_samples"] == two["n_samples"]
+    for d in ("mixed", "two"):
+        assert read[d].keys() == read["one"].keys()
+        for key, s in read["one"].items():
+            for field in ("completion", "n_tokens", "n_thinking_tokens", "stop_ranks", "correct"):
+                assert read[d][key][field] == s[field], (d, key, field)
+    assert json.loads((tmp_path / "mixed" / "config.json").read_text())["data_parallel_size"] == 2

@@ -8,6 +8,7 @@
     stopwise sft      SFT distillation (TRL SFTTrainer, assistant-only loss)
     stopwise data     SFT data: import public trace sets, shortest-correct-of-k, level-tagged
     stopwise tldr     length-regularised GRPO with short / medium / long levels
+    stopwise check    a recipe's multi-process launch (world size, batches, DeepSpeed), before it starts
     stopwise demo     the whole story on the demo world (CPU, no download)
     stopwise serve    vLLM's OpenAI-compatible server with the controllers, per request
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
@@ -40,6 +41,12 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-stop-ranks", action="store_true", help="record the delimiter's rank per thinking step")
     p.add_argument("--engine", default="hf", choices=["hf", "vllm"],
                    help="hf: transformers generate in static batches; vllm: vLLM, continuous batching")
+    v = p.add_argument_group("vLLM past one device (--engine vllm; checked against the devices vLLM sees)")
+    v.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="devices per engine: vLLM's tensor parallelism")
+    v.add_argument("--data-parallel-size", type=int, default=1,
+                   help="engines, each in its own process on its own devices; the samples are dealt "
+                        "out (a run directory stays one run: the same samples whatever the sizes)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--no-progress", action="store_true")
     c = p.add_argument_group("stopping controller")
@@ -94,6 +101,8 @@ def eval_config(args, out: str, controller=None):
         controller=controller or controller_config(args),
         record_stop_ranks=args.record_stop_ranks,
         engine=args.engine,
+        tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size,
         dtype=args.dtype,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -173,7 +182,9 @@ def cmd_sft(args) -> int:
     if args.quick:
         overrides["quick"] = True
     config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
-    print(json.dumps(run_sft(config), indent=2))
+    result = run_sft(config)
+    if is_main_process():  # one summary, not one per process of a launch
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -228,8 +239,52 @@ def cmd_tldr(args) -> int:
     overrides = recipe_overrides(args)
     config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
     summary = run_tldr(config)
-    print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
+    if is_main_process():
+        print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
     return 0
+
+
+def cmd_check(args) -> int:
+    """The launch a recipe makes, checked before any process starts."""
+    from stopwise.distributed import accelerate_launch_plan
+
+    overrides = recipe_overrides(args)
+    if args.what == "sft":
+        from stopwise.supervision.sft import launch_plan, load_sft_config, sft_config_from_dict
+
+        config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
+        module = "stopwise sft"
+    else:
+        from stopwise.tldr.train import config_from_dict, launch_plan, load_recipe
+
+        config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+        module = "stopwise tldr"
+    launch = accelerate_launch_plan(args.accelerate_config) if args.accelerate_config else None
+    n = args.num_processes or (launch["num_processes"] if launch else None)
+    plan = launch_plan(config, n)
+    if plan is None:
+        raise ValueError("the world size is not known: give --num-processes or --accelerate-config, "
+                         "or state world_size (or global_batch_size) in the recipe")
+    report = {"recipe": args.config, **plan.to_dict()}
+    if launch:
+        report["launch"] = launch
+    flags = (f" --config_file {args.accelerate_config}" if launch else "") + (
+        f" --num_processes {plan.world_size}" if not launch or launch["num_processes"] != plan.world_size else "")
+    recipe = f" --config {args.config}" if args.config else ""
+    sets = "".join(f" --set {item}" for item in args.overrides)
+    report["command"] = f"accelerate launch{flags} -m {module}{recipe}{sets}"
+    if args.what == "tldr" and config.use_vllm and config.vllm_mode == "server":
+        where = config.vllm_server_base_url or f"{config.vllm_server_host}:{config.vllm_server_port}"
+        report["server"] = (f"trl vllm-serve --model {config.model} --port {config.vllm_server_port} "
+                            f"(on its own GPUs; the trainer connects to {where})")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def is_main_process() -> bool:
+    from stopwise.distributed import is_main_process as main
+
+    return main()
 
 
 def cmd_demo(args) -> int:
@@ -249,7 +304,8 @@ def cmd_serve(args) -> int:
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra)
+    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra,
+                 tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
 
 
 def cmd_report(args) -> int:
@@ -331,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_args(p, "TLDRConfig")
     p.set_defaults(func=cmd_tldr)
 
+    p = sub.add_parser("check", help="check a recipe's multi-process launch before starting it")
+    p.add_argument("what", choices=["sft", "tldr"], help="the recipe's command")
+    recipe_args(p, "SFTRunConfig or TLDRConfig")
+    p.add_argument("--accelerate-config", help="the accelerate config file of the launch (num_processes, DeepSpeed)")
+    p.add_argument("--num-processes", type=int, help="processes of the launch (default: the accelerate config's)")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
     p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
     p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in well under a minute")
@@ -345,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--eot", help="end-of-thinking delimiter (default: detected from the tokenizer)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="vLLM's tensor parallelism: devices per replica (checked against the visible devices)")
+    p.add_argument("--data-parallel-size", type=int, default=1,
+                   help="vLLM's data parallelism: replicas behind the one server (checked likewise)")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after --: more `vllm serve` arguments")
     p.set_defaults(func=cmd_serve)
 

@@ -2,6 +2,8 @@
 
     stopwise serve --model M [--eot </think>] [--host 127.0.0.1] [--port 8000] [-- VLLM_SERVE_ARGS]
 
+    stopwise serve --model M --tensor-parallel-size 2 --data-parallel-size 4   # 8 GPUs
+
 runs vLLM's OpenAI API server (`vllm serve M`) with `--logits-processors stopwise.controllers.vllm:StopwiseLogitsProcessor
 --middleware stopwise.serving.ThinkingCounts` on the V1 model runner (SamplingParams-level
 settings: `controllers.vllm`). A request picks its controller with `vllm_xargs` (the OpenAI
@@ -15,6 +17,11 @@ choice a `stopwise` object, `{"thinking_tokens", "eot_tokens", "answer_tokens",
 (the delimiter found in the decoded bytes), and their sums to `usage`. It asks vLLM for the
 token ids (`return_token_ids`) and drops them again unless the client asked for them.
 Streamed responses pass through unchanged.
+
+Past one device: `--tensor-parallel-size N` / `--data-parallel-size M` (or vLLM's own flags
+after `--`) go to vLLM's server, which runs M replicas of N devices behind one port; the
+product is checked against the devices vLLM sees (`engines.vllm.check_parallel`) before the
+server starts. The controllers run in every replica (each request carries its settings).
 """
 
 from __future__ import annotations
@@ -143,12 +150,40 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None, extra: list[str]) -> list[str]:
-    """The server's command line (`vllm serve`'s arguments, the model as --model), checked."""
+PARALLEL_FLAGS = {"tensor_parallel_size": ("--tensor-parallel-size", "-tp"),
+                  "data_parallel_size": ("--data-parallel-size", "-dp")}
+
+
+def parallel_sizes(extra: list[str], **given: int) -> dict[str, int]:
+    """The parallel sizes of a `vllm serve` command line: ours, or vLLM's own flags after
+    `--` (both at once, differing, is an error)."""
+    sizes = dict(given)
+    for name, flags in PARALLEL_FLAGS.items():
+        for i, arg in enumerate(extra):
+            key, _, value = arg.partition("=")
+            if key not in flags:
+                continue
+            if not value:
+                value = extra[i + 1] if i + 1 < len(extra) else ""
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValueError(f"{key} needs a number, got {value!r}") from None
+            if sizes.get(name, 1) not in (1, n):
+                raise ValueError(f"--{name.replace('_', '-')} {sizes[name]} and {key} {n} after -- disagree")
+            sizes[name] = n
+    return sizes
+
+
+def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None, extra: list[str],
+               tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> list[str]:
+    """The server's command line (`vllm serve`'s arguments, the model as --model), checked:
+    the parallel sizes (ours, or vLLM's flags after --) against the devices vLLM sees."""
     from stopwise.controllers.vllm import processor_path
     from stopwise.engines.vllm import (
         CPU_KV_SHARE,
         check_model,
+        check_parallel,
         cpu_scheduling,
         require_vllm,
         vllm_dtype,
@@ -156,12 +191,18 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
 
     require_vllm()
     config = check_model(model)
+    sizes = parallel_sizes(extra, tensor_parallel_size=tensor_parallel_size,
+                           data_parallel_size=data_parallel_size)
+    check_parallel(sizes["tensor_parallel_size"], sizes["data_parallel_size"])
     from vllm.platforms import current_platform
 
     argv = ["vllm-serve", "--model", model, "--host", host, "--port", str(port),
             "--dtype", vllm_dtype(dtype, config),
             "--logits-processors", processor_path(),
             "--middleware", f"{ThinkingCounts.__module__}.{ThinkingCounts.__qualname__}"]
+    for name, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size)):
+        if value > 1 and not any(a.split("=")[0] in PARALLEL_FLAGS[name] for a in extra):
+            argv += [PARALLEL_FLAGS[name][0], str(value)]
     if current_platform.is_cpu():
         if "--enforce-eager" not in extra:
             argv.append("--enforce-eager")
@@ -176,11 +217,13 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",
-          eot: str | None = None, extra: list[str] | None = None) -> int:
+          eot: str | None = None, extra: list[str] | None = None, tensor_parallel_size: int = 1,
+          data_parallel_size: int = 1) -> int:
     """Check the model, set the environment the processor reads, and run vLLM's server."""
     from stopwise.controllers.vllm import EOT_ENV, MODEL_ENV
 
-    argv = serve_argv(model, host=host, port=port, dtype=dtype, eot=eot, extra=list(extra or []))
+    argv = serve_argv(model, host=host, port=port, dtype=dtype, eot=eot, extra=list(extra or []),
+                      tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
     if eot is not None:  # the delimiter must be one the tokenizer encodes: fail here
         from stopwise.controllers.vllm import _tokenizer
         from stopwise.thinking import detect_thinking_format

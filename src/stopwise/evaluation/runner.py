@@ -41,6 +41,8 @@ class EvalConfig:
     eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected from the tokenizer)."})
     controller: object = field(default=None, metadata={"help": "Stopping controller settings (ControllerConfig)."})
     engine: str = field(default="hf", metadata={"help": "Generation engine: hf (transformers generate, static batches) or vllm (continuous batching)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: devices per engine (vLLM's tensor parallelism)."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each in a process of its own on its own devices; the samples are dealt out to them. Not part of the run's identity: same seeds, same samples."})
     record_stop_ranks: bool = field(default=False, metadata={"help": "Record the rank of the delimiter at each thinking step."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
     overwrite: bool = field(default=False, metadata={"help": "Discard a previous run in the same directory."})
@@ -57,12 +59,23 @@ class EvalConfig:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        for name in ("tensor_parallel_size", "data_parallel_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if value > 1 and self.engine != "vllm":
+                raise ValueError(f"{name} {value}: parallel generation is vLLM's; use --engine vllm")
+        if self.record_stop_ranks and self.tensor_parallel_size > 1:
+            from stopwise.engines.vllm import STOP_RANKS_TP
+
+            raise ValueError(STOP_RANKS_TP)
         self.sampling.validate()
         self.controller.validate()
 
     def identity(self) -> dict:
-        """The settings that define the samples; limit, n_samples and batch size may change
-        between resumed calls (more problems or samples are then added). `seeding` names how
+        """The settings that define the samples; limit, n_samples, batch size and vLLM's
+        parallel sizes may change between resumed calls (more problems or samples are then
+        added; a sample's seed is its own, whichever engine makes it). `seeding` names how
         a sample's randomness is made (engines.hf: from (seed, problem id, sample index)); the
         engine is part of it for vLLM (its draws are its own; HF runs keep their old identity)."""
         engine = {} if self.engine == "hf" else {"engine": self.engine}
@@ -88,6 +101,8 @@ class EvalConfig:
             "n_samples": self.n_samples,
             "batch_size": self.batch_size,
             "engine": self.engine,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
         }
 
 
@@ -125,9 +140,11 @@ def make_engine(config: EvalConfig):
     """The engine of `config.engine`: HF `generate` over the loaded model, or a vLLM engine
     (`engines.vllm`; vLLM missing, a model it cannot run here: an error before any work)."""
     if config.engine == "vllm":
-        from stopwise.engines.vllm import VLLMEngine
+        from stopwise.engines.vllm import make_vllm_engine
 
-        return VLLMEngine(config.model, dtype=config.dtype, eot=config.eot, seed=config.sampling.seed)
+        return make_vllm_engine(config.model, dtype=config.dtype, eot=config.eot, seed=config.sampling.seed,
+                                tensor_parallel_size=config.tensor_parallel_size,
+                                data_parallel_size=config.data_parallel_size)
     from stopwise.models import load_model_and_tokenizer
 
     return HFEngine(*load_model_and_tokenizer(config.model, dtype=config.dtype))

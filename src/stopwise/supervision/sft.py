@@ -50,6 +50,16 @@ class SFTRunConfig:
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    world_size: int | None = field(
+        default=None,
+        metadata={"help": "Processes the recipe is written for (accelerate's num_processes): a launch "
+                  "with another number is refused before the model loads. None: any launch."},
+    )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Sequences per optimizer step = batch_size x processes x grad_accum, as the "
+                  "recipe states it: checked against the launch (None: not stated)."},
+    )
     max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (see over_length)."})
     over_length: str = field(
         default="truncate",
@@ -122,6 +132,11 @@ class SFTRunConfig:
             raise ValueError(f"SFTRunConfig.lr must be > 0, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("SFTRunConfig: set epochs > 0 or max_steps > 0")
+        for name in ("world_size", "global_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"SFTRunConfig.{name} must be an integer >= 1 or null, got {value!r}")
+        self.batch_plan()
         for name in ("world_random_level_share", "world_level_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -146,6 +161,18 @@ class SFTRunConfig:
             unknown = set(getattr(self, name)) - known
             if unknown:
                 raise ValueError(f"SFTRunConfig.{name}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+
+    def batch_plan(self, launched: int | None = None):
+        """world size x batch_size x grad_accum = global batch, checked (stopwise.distributed);
+        `launched`: the processes of the actual launch."""
+        from stopwise.distributed import batch_plan
+
+        return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.grad_accum,
+                          world=self.world_size, global_batch=self.global_batch_size, launched=launched,
+                          names=("batch_size", "grad_accum"))
+
+    def uses_deepspeed(self) -> bool:
+        return bool(self.trainer_args.get("deepspeed"))
 
 
 FLOAT_KEYS = ("epochs", "lr", "warmup_ratio", "weight_decay", "adam_beta2")
@@ -208,6 +235,8 @@ def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
         max_length=min(config.max_length, 1024),
         warmup_ratio=0.0,
         pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10)},
+        world_size=None,  # quick sizes are not the recipe's
+        global_batch_size=None,
     )
     return SFTRunConfig(**values)
 
@@ -297,18 +326,59 @@ def _set_chat_template(tokenizer, config: SFTRunConfig) -> None:
                 ) from None
 
 
-def _logits_loss_trainer():
+def _trainer_class(fused: bool):
+    """TRL's SFTTrainer, with two changes that make a run independent of its process count:
+
+    - `group_by_length` groups by the global batch. transformers' LengthGroupedSampler sorts
+      mega-batches of about n/4 (at most 50) *per-process* batches and moves the longest trace
+      to the front; mega-batches of another size put other traces in a step, so 2 processes x
+      batch 2 and 1 process x batch 4 trained on different traces (24 demo-world traces: first
+      loss 6.26276 against 6.26435). Here the mega-batches are cut for world size x batch x
+      accumulation sequences: every launch with the same global batch puts the same traces in
+      each optimizer step (accelerate hands rank r the r-th per-device slice of each step).
+      The permutation is drawn from a generator seeded with `data_seed` + epoch instead of the
+      global torch RNG, which a run resumed in the middle of a later epoch would not have in the
+      state the uninterrupted run had at that epoch's start (transformers restores the RNG
+      after the sampler has drawn, or only at an epoch boundary).
+    - `fused: False`: the model's own loss on the full logits instead of TRL's fused LM head:
+      L = -sum_t log p(y_t | y_<t) / N over the labelled (assistant) tokens. Both divide by N,
+      the labelled tokens of the whole step over every process (transformers'
+      `average_tokens_across_devices`, on: each process's loss is scaled by the world size
+      and DDP averages the gradients), so the loss of a step does not depend on how its
+      sequences are spread over processes.
+    """
+    import torch
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    class LogitsLossSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss is the model's own: mean cross-entropy of the labelled
-        (assistant) tokens, L = -sum_t log p(y_t | y_<t) / N, from the full logits."""
+    class GlobalLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed, self.epoch = seed, 0
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        def set_epoch(self, epoch: int) -> None:  # transformers and accelerate call it per epoch
+            self.epoch = epoch
 
-    return LogitsLossSFTTrainer
+        def __iter__(self):
+            self.generator.manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    class StopwiseSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                args = self.args
+                step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+                seed = args.data_seed if args.data_seed is not None else args.seed
+                return GlobalLengthGroupedSampler(step, sampler.lengths, seed)
+            return sampler
+
+        if not fused:
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return StopwiseSFTTrainer
 
 
 def last_checkpoint(out: str | Path) -> str | None:
@@ -318,16 +388,42 @@ def last_checkpoint(out: str | Path) -> str | None:
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
+def launch_plan(config: SFTRunConfig, launched: int | None):
+    """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
+    checked, and DeepSpeed installed when the recipe names it."""
+    from stopwise import distributed
+
+    plan = config.batch_plan(launched=launched)
+    if config.uses_deepspeed():
+        distributed.require_deepspeed("SFTRunConfig.trainer_args.deepspeed")
+    return plan
+
+
+def check_launch(config: SFTRunConfig):
+    """Before any work: the launch itself (not `accelerate launch --cpu` with N > 1) and
+    `launch_plan` on its processes. The plan."""
+    from stopwise import distributed
+
+    distributed.check_launch()
+    plan = launch_plan(config, distributed.world_size())
+    if distributed.launch_uses_deepspeed():
+        distributed.require_deepspeed("this accelerate launch")
+    return plan
+
+
 def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: list | None = None):
     """The SFTTrainer of a run, ready to train, and the traces it trains on.
 
     `traces` (chat traces, as from `load_traces` or the builders) replace `config.data`.
+    Under a multi-process launch every process builds the same trainer; files (generated
+    traces, the demo student) are written by the main process first, the others read them.
     """
     import torch
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     config = _apply_quick(config)
+    check_launch(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     on_gpu = torch.cuda.is_available() and not config.use_cpu
@@ -337,21 +433,6 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         raise ValueError("bf16 needs a GPU; set bf16: false (or leave it unset) on CPU")
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fmt = TraceFormat(think_start=config.think_start, eot=config.eot,
-                      prompt=PromptConfig(instruction=config.instruction))
-    if traces is not None:
-        data = validate_traces(traces, fmt)
-        if config.limit:
-            data = data[: config.limit]
-        write_traces(out / "traces.jsonl", data)
-    else:
-        data = _load_data(config, out)
-    model, tokenizer = _load_model(config, out)
-    _set_chat_template(tokenizer, config)
-    data, too_long = _fit_max_length(data, tokenizer, config)
-    dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
-
     args = dict(
         output_dir=str(out),
         num_train_epochs=config.epochs,
@@ -376,15 +457,42 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         logging_first_step=True,
         assistant_only_loss=config.assistant_only_loss,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        # the loss of a step: summed over its labelled tokens on every process, divided by
+        # their count (transformers' default, stated: a step's loss and gradient are then the
+        # same however its sequences are spread over processes)
+        average_tokens_across_devices=True,
         report_to="none",
         disable_tqdm=not config.progress,
         dataloader_pin_memory=on_gpu,
     )
     args.update(config.trainer_args)
+    from stopwise.distributed import use_plain_cpu_device
+
+    use_plain_cpu_device(use_cpu)
+    args = SFTConfig(**args)  # sets up the process group under a launch
+    main = args.process_index == 0
+    with args.main_process_first(local=False, desc="SFT data and model files"):
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        fmt = TraceFormat(think_start=config.think_start, eot=config.eot,
+                          prompt=PromptConfig(instruction=config.instruction))
+        if traces is not None:
+            data = validate_traces(traces, fmt)
+            if config.limit:
+                data = data[: config.limit]
+            if main:
+                write_traces(out / "traces.jsonl", data)
+        else:
+            data = _load_data(config, out)
+        model, tokenizer = _load_model(config, out)
+    _set_chat_template(tokenizer, config)
+    data, too_long = _fit_max_length(data, tokenizer, config, report=main)
+    dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
+
     fused = config.fused_loss if config.fused_loss is not None else len(tokenizer) >= SMALL_VOCAB
-    trainer = (SFTTrainer if fused else _logits_loss_trainer())(
+    trainer = _trainer_class(fused)(
         model=model,
-        args=SFTConfig(**args),
+        args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
@@ -393,7 +501,8 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     return trainer, data, config
 
 
-def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig) -> tuple[list[dict], dict]:
+def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig,
+                    report: bool = True) -> tuple[list[dict], dict]:
     """The traces that fit in `max_length` tokens (as the chat template renders them), and what
     happened to the others: {"n": count, "longest": tokens, "ids": first ids}."""
     if config.over_length == "truncate":
@@ -409,10 +518,11 @@ def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig) -> tuple[
             f"(longest {info['longest']}; first {info['ids']})")
     if config.over_length == "error" or len(long) == len(data):
         raise ValueError(f"{what}; raise max_length, or over_length: drop / truncate")
-    import sys
+    if report:
+        import sys
 
-    print(f"[sft] dropped {what}: cut there, they would lose their answer (over_length: drop)",
-          file=sys.stderr)
+        print(f"[sft] dropped {what}: cut there, they would lose their answer (over_length: drop)",
+              file=sys.stderr)
     skip = {i for i, _ in long}
     return [t for i, t in enumerate(data) if i not in skip], info
 
@@ -432,10 +542,12 @@ def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[di
     t_train = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.time() - t_train
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    if getattr(trainer.model, "generation_config", None) is not None:
-        trainer.model.generation_config.save_pretrained(str(out))
+    trainer.save_model(str(out))  # every process (ZeRO-3 / FSDP gather the weights); rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(out))
+        if getattr(trainer.model, "generation_config", None) is not None:
+            trainer.model.generation_config.save_pretrained(str(out))
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
@@ -450,6 +562,9 @@ def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[di
         "total_seconds": round(time.time() - t0, 2),
         "device": "cpu" if trainer.args.use_cpu else "cuda",
         "bf16": bool(trainer.args.bf16),
+        "world_size": trainer.args.world_size,
+        "global_batch_size": trainer.args.world_size * config.batch_size * config.grad_accum,
     }
-    (out / "sft_run.json").write_text(json.dumps({"config": asdict(config), "result": result}, indent=2))
+    if main:
+        (out / "sft_run.json").write_text(json.dumps({"config": asdict(config), "result": result}, indent=2))
     return result

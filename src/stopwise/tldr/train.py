@@ -49,7 +49,11 @@ _MANAGED = {
     "logging_steps", "bf16", "fp16", "use_cpu", "gradient_checkpointing", "report_to",
     "log_completions", "model_init_kwargs", "remove_unused_columns", "lr_scheduler_type",
     "warmup_steps", "reward_weights", "mask_truncated_completions", "max_grad_norm",
+    "vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout",
 }
+# TRL's defaults of the server-mode client settings (GRPOConfig)
+SERVER_DEFAULTS = {"vllm_server_host": "0.0.0.0", "vllm_server_port": 8000, "vllm_server_base_url": None,
+                   "vllm_server_timeout": 240.0}
 
 
 def _f(default, help: str, **kw):
@@ -95,6 +99,13 @@ class TLDRConfig:
                                     "per_device_train_batch_size). Prompts per optimizer step = "
                                     "this * processes * gradient_accumulation_steps / num_generations.")
     gradient_accumulation_steps: int = _f(1, "Micro-steps per optimizer step (one generation per step).")
+    world_size: int | None = _f(None, "Processes the recipe is written for (accelerate's num_processes; "
+                                "in server mode the training processes, not the server's GPUs): a "
+                                "launch with another number is refused before the model loads. "
+                                "None: any launch.")
+    global_batch_size: int | None = _f(None, "Completions per optimizer step = per_device_batch_size x "
+                                       "processes x gradient_accumulation_steps, as the recipe states it "
+                                       "(checked; a multiple of num_generations). None: not stated.")
     beta: float = _f(0.0, "KL coefficient against the initial model; 0 loads no reference model.")
     learning_rate: float = _f(1e-6, "AdamW learning rate.")
     lr_scheduler_type: str = _f("constant", "Learning-rate schedule (transformers names).")
@@ -117,8 +128,14 @@ class TLDRConfig:
     use_vllm: bool = _f(False, "Generate rollouts with vLLM through TRL (vllm==0.31.0, "
                         "pip install 'stopwise[vllm]') on GPUs; refused on CPU, where vLLM's CPU build "
                         "cannot take TRL's weight updates.")
-    vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: trl vllm-serve.")
+    vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: a "
+                        "separate `trl vllm-serve` on its own GPUs (recipes/tldr_qwen2.5_7b_math_server.yaml).")
     vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of colocated vLLM.")
+    vllm_server_host: str = _f("0.0.0.0", "Server mode: host of `trl vllm-serve` (TRL's default).")
+    vllm_server_port: int = _f(8000, "Server mode: its port (trl vllm-serve --port).")
+    vllm_server_base_url: str | None = _f(None, "Server mode: its URL (http://host:port) instead of "
+                                          "host and port.")
+    vllm_server_timeout: float = _f(240.0, "Server mode: seconds to wait for the server to come up.")
     # --- precision and memory
     dtype: str = _f("float32", "Weights dtype when loading: auto, float32, bfloat16, float16.")
     bf16: bool | None = _f(None, "bf16 mixed precision; unset = on when a bf16 GPU is present.")
@@ -182,6 +199,11 @@ class TLDRConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
+        self._check_server()
+        for name in ("world_size", "global_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
+        self.batch_plan()
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.save_total_limit is not None and self.save_total_limit <= 0:
@@ -190,6 +212,52 @@ class TLDRConfig:
         self.make_reward(eos_token_ids=[0])
         _check_grpo_args(self.grpo_args)
         self._check_level_signal()
+
+    def batch_plan(self, launched: int | None = None):
+        """world size x per-device batch x accumulation = global batch, and TRL's generation
+        batch in whole groups of num_generations (stopwise.distributed.batch_plan); None while
+        the world size is not known. `launched`: the processes of the actual launch."""
+        from stopwise.distributed import batch_plan
+
+        return batch_plan(
+            what="TLDR", per_device=self.per_device_batch_size, grad_accum=self.gradient_accumulation_steps,
+            world=self.world_size, global_batch=self.global_batch_size, launched=launched,
+            num_generations=self.num_generations,
+            steps_per_generation=self.grpo_args.get("steps_per_generation"),
+            generation_batch=self.grpo_args.get("generation_batch_size"))
+
+    def uses_deepspeed(self) -> bool:
+        return bool(self.grpo_args.get("deepspeed"))
+
+    def _check_server(self) -> None:
+        """Server mode's client settings (TRL's GRPOConfig fields of the same names)."""
+        from urllib.parse import urlparse
+
+        changed = [k for k, v in SERVER_DEFAULTS.items() if getattr(self, k) != v]
+        if self.vllm_mode != "server":
+            if changed:
+                raise ValueError(f"{', '.join(changed)}: for vllm_mode: server only (a separate "
+                                 f"`trl vllm-serve`); this recipe has vllm_mode: {self.vllm_mode}")
+            return
+        if not self.use_vllm:
+            raise ValueError("vllm_mode: server generates the rollouts on a `trl vllm-serve` server: "
+                             "set use_vllm: true (or drop vllm_mode)")
+        port = self.vllm_server_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"vllm_server_port must be a port number (1-65535), got {port!r}")
+        if not isinstance(self.vllm_server_host, str) or not self.vllm_server_host.strip():
+            raise ValueError("vllm_server_host is empty: name the host `trl vllm-serve` runs on")
+        if not self.vllm_server_timeout > 0:
+            raise ValueError(f"vllm_server_timeout must be > 0 seconds, got {self.vllm_server_timeout}")
+        url = self.vllm_server_base_url
+        if url is not None:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"vllm_server_base_url must be an http(s)://host[:port] URL, got {url!r}")
+            clash = [k for k in ("vllm_server_host", "vllm_server_port") if k in changed]
+            if clash:
+                raise ValueError(f"vllm_server_base_url and {', '.join(clash)} both name the server "
+                                 "(TRL ignores host and port when the URL is set): keep one")
 
     def _check_level_signal(self) -> None:
         """Refuse an advantage scaling under which the level weights cancel (SPEC, Advantages).
@@ -334,7 +402,7 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> TLDRConfig:
 def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
     data = config_values(data, TLDRConfig, source, (
         "learning_rate", "beta", "temperature", "top_p", "num_train_epochs",
-        "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps"))
+        "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps", "vllm_server_timeout"))
     try:
         return TLDRConfig(**data)
     except ValueError as err:
@@ -368,6 +436,9 @@ def make_grpo_config(config: TLDRConfig):
     bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
     if bf16 and not cuda:
         raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
+    from stopwise.distributed import use_plain_cpu_device
+
+    use_plain_cpu_device(not cuda)
     kwargs = dict(
         output_dir=config.out,
         num_generations=config.num_generations,
@@ -389,6 +460,7 @@ def make_grpo_config(config: TLDRConfig):
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
         vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        **({k: getattr(config, k) for k in SERVER_DEFAULTS} if config.vllm_mode == "server" else {}),
         seed=config.seed,
         data_seed=config.seed,
         save_strategy="steps",
@@ -467,12 +539,48 @@ def find_checkpoint(out: str | Path) -> str | None:
     return str(max(candidates)[1]) if candidates else None
 
 
-def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -> dict:
+def launch_plan(config: TLDRConfig, launched: int | None):
+    """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
+    checked: the batch arithmetic (TRL's generation batch in whole groups), colocated vLLM's
+    tensor-parallel groups, DeepSpeed installed when the recipe names it."""
+    from stopwise import distributed
+
+    plan = config.batch_plan(launched=launched)
+    tp = config.grpo_args.get("vllm_tensor_parallel_size", 1)
+    if plan is not None and config.use_vllm and config.vllm_mode == "colocate" and plan.world_size % tp:
+        raise ValueError(f"grpo_args.vllm_tensor_parallel_size {tp} does not divide the "
+                         f"{plan.world_size} processes: colocated vLLM runs one engine per group of "
+                         f"{tp} processes")
+    if config.uses_deepspeed():
+        distributed.require_deepspeed("TLDRConfig.grpo_args.deepspeed")
+    return plan
+
+
+def check_launch(config: TLDRConfig):
+    """Before any model loads: the launch itself (not `accelerate launch --cpu` with N > 1)
+    and `launch_plan` on its processes. The plan."""
+    from stopwise import distributed
+
+    distributed.check_launch()
+    plan = launch_plan(config, distributed.world_size())
+    if distributed.launch_uses_deepspeed():
+        distributed.require_deepspeed("this accelerate launch")
+    return plan
+
+
+def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, rollout_func=None) -> dict:
     """Train, save, and return a summary (also written to `out/tldr_summary.json`).
 
     `dataset` replaces the prompts built from `config.data` (a `datasets.Dataset` with at least
     `prompt`, `answer` and `level`; checked before training). `grader` replaces
-    `stopwise.grading.grade_many` (a callable `(texts, golds, eot) -> bools`).
+    `stopwise.grading.grade_many` (a callable `(texts, golds, eot) -> bools`). `rollout_func`
+    replaces generation (TRL's `GRPOTrainer(rollout_func=...)`: `(prompts, trainer) ->
+    {"prompt_ids", "completion_ids", "logprobs"}` for this process's prompts).
+
+    Under `accelerate launch` every process runs this; TRL deals each process its share of
+    every generation batch (rank r: the r-th slice), gathers the rewards for the advantages,
+    and the per-level metrics are summed and counted over every process's completions (TRL's
+    `log_metric` flush). Rank 0 writes the files.
     """
     import yaml
     from transformers import AutoTokenizer
@@ -484,6 +592,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
     from stopwise.tldr.data import build_tldr_dataset, level_counts
 
     config.validate()
+    plan = check_launch(config)
     if config.use_vllm:
         import torch
 
@@ -530,6 +639,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_progress_callback(config, out), *(callbacks or [])],
+        **({"rollout_func": rollout_func} if rollout_func is not None else {}),
     )
     # The trainer knows every id that ends a completion (model and tokenizer EOS): use the same.
     if getattr(trainer, "eos_token_ids", None):
@@ -540,6 +650,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
         out.mkdir(parents=True, exist_ok=True)
         (out / "tldr_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         print(f"[tldr] {len(dataset)} prompts {level_counts(dataset)}; reward {reward!r}; "
+              f"{plan.describe()}; "
               + (f"resuming from {checkpoint}" if checkpoint else "starting"), file=sys.stderr)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -551,6 +662,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None) -
         "train_seconds": seconds,
         "train_loss": result.training_loss,
         "resumed_from": checkpoint,
+        **plan.to_dict(),
         "levels": summarize_log_history(trainer.state.log_history, list(config.levels)),
     }
     if trainer.is_world_process_zero():
