@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         per = " ".join("-" if v is None else f"{v:.3f}" for v in row["per_seed"].values())
         print(f"{name:<{width}}  {' '.join(cells)}   {per}")
     print(f"\nwall seconds per seed (jobs={args.jobs}): {walls}")
+    md = ["| figure | min | median | max | per seed |", "|---|---:|---:|---:|---|"]
+    for name, row in table.items():
+        cells = [f"{row[k]:.3f}" if row[k] is not None else "-" for k in ("min", "median", "max")]
+        per = " / ".join("-" if v is None else f"{v:.3f}" for v in row["per_seed"].values())
+        md.append(f"| {name} | " + " | ".join(cells) + f" | {per} |")
+    (out / "seeds.md").write_text("\n".join(md) + "\n")
+    print(f"markdown table: {out / 'seeds.md'}")
     return 0
 
 

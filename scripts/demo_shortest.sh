@@ -15,7 +15,7 @@ K=${3:-4}
 N=${4:-400}
 mkdir -p "$OUT"
 [ -f "$DEMO/sft/sft_run.json" ] || stopwise demo --out "$DEMO"
-SAMPLING=(--temperature 0.6 --top-p 1 --max-new-tokens 768 --batch-size 100)
+SAMPLING=(--temperature 0.6 --top-p 1 --max-new-tokens 512 --batch-size 100)
 
 # k samples per train problem from the SFT student (resumable: samples.jsonl is appended).
 stopwise eval --model "$DEMO/sft" --benchmark "$DEMO/world/train.jsonl" --limit "$N" --n-samples "$K" \
