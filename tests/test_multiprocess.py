@@ -13,6 +13,7 @@ measure of the zero-initialised biases would magnify; the loss and the gradient 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,6 +73,10 @@ def run_until_stalled(cmd, cwd, out: Path, processes=2, timeout=240) -> None:
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
+        # torchrun starts each rank in a session of its own: the launcher's group is not theirs
+        for marker in out.glob("stalled-rank*"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
         proc.wait(60)
         log.close()
 
