@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from stopwise.recipes import read_recipe
+
 # the variables accelerate reads the world size and rank from (torchrun, then MPI flavours)
 WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
@@ -236,17 +238,7 @@ def launch_uses_deepspeed(env=None) -> bool:
 def accelerate_launch_plan(path: str | Path) -> dict:
     """An accelerate config file's launch: {"num_processes", "distributed_type", "zero_stage",
     "use_cpu"}; DeepSpeed is required when the file names it."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"accelerate config {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"accelerate config {path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"accelerate config {path} must be a mapping")
+    values = read_recipe(path, "accelerate", kind="accelerate config")
     kind = str(values.get("distributed_type", "NO"))
     ds = values.get("deepspeed_config") or {}
     stage = ds.get("zero_stage") if isinstance(ds, dict) else None

@@ -9,19 +9,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def read_recipe(path: str | Path, what: str, overrides: dict | None = None) -> dict:
-    """The recipe's mapping with `overrides` applied; clear errors for a missing or bad file."""
+def read_recipe(path: str | Path, what: str, overrides: dict | None = None, kind: str = "recipe") -> dict:
+    """The YAML file's mapping (a recipe, or `kind` of file) with `overrides` applied; clear
+    errors for a missing or bad file."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} does not exist")
+        raise FileNotFoundError(f"{kind} {path} does not exist")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"recipe {path} is not valid YAML: {err}") from None
+        raise ValueError(f"{kind} {path} is not valid YAML: {err}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"recipe {path} must be a mapping of {what} keys")
+        raise ValueError(f"{kind} {path} must be a mapping of {what} keys")
     values.update(overrides or {})
     return values
 

@@ -48,7 +48,7 @@ class PretrainConfig:
     """Lookup-drill pretraining of the demo student."""
 
     steps: int = field(default=500, metadata={"help": "Optimizer steps (0: no pretraining)."})
-    batch_size: int = field(default=32, metadata={"help": "Drills per step."})
+    batch_size: int = field(default=32, metadata={"help": "Documents per step."})
     learning_rate: float = field(default=5e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
     drill_share: float = field(
         default=0.0,
