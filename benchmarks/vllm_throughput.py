@@ -9,6 +9,9 @@
    completions stop, and tokens/s depends on how many sequences are still running, so this part
    runs at a short cap (--overhead-cap) that most completions reach in both arms (printed):
    the same work, with and without the controller.
+   `--model smollm2` (or a model directory) runs this part on a real model and vocabulary
+   (SmolLM2-135M-Instruct: 49,152 tokens, where TS's log-sum-exp over the vocabulary is
+   part of the cost) instead of the tiny one, and skips part 2.
 2. vLLM against the HF engine (static batches of --batch-size) on variable-length outputs:
    a random contextual tiny model (`build_contextual_model`, head_dim 32) sampled at
    temperature 1, whose completions end at EOS after lengths spread over tens to hundreds of
@@ -35,6 +38,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternate runs of each arm")
     parser.add_argument("--overhead-prompts", type=int, default=256)
     parser.add_argument("--overhead-cap", type=int, default=64)
+    parser.add_argument("--model", default=None, help="part 1 on this model: smollm2 or a directory "
+                        "(default: the tiny contextual model, then part 2)")
     args = parser.parse_args()
 
     import torch
@@ -62,8 +67,15 @@ def main() -> None:
 
     processor_module.StopwiseLogitsProcessor.apply = timed_apply
     work = Path(tempfile.mkdtemp(prefix="stopwise-vllm-bench-"))
-    model = build_contextual_model(work / "model", hidden_size=args.hidden, num_heads=args.hidden // 32,
-                                   eot_scale=1.2, eos_scale=1.1)
+    if args.model == "smollm2":
+        from stopwise.models import smollm2_path
+
+        model = smollm2_path()
+    elif args.model:
+        model = Path(args.model)
+    else:
+        model = build_contextual_model(work / "model", hidden_size=args.hidden, num_heads=args.hidden // 32,
+                                       eot_scale=1.2, eos_scale=1.1)
     engine = VLLMEngine(str(model), dtype="float32", gpu_memory_utilization=0.2, max_model_len=1024)
     tok = engine.tokenizer
     fmt = detect_thinking_format(tok)
@@ -126,6 +138,8 @@ def main() -> None:
     print(f"    the processor's own time in the TS runs: {statistics.median(share):.1%} of their wall "
           f"time (median), i.e. a ratio of {1 - statistics.median(share):.3f} on the same work")
 
+    if args.model:
+        return
     # 2. vLLM vs HF on the same variable-length work (no controller)
     v_rate, v_tokens = rate(bare)
     lengths = [len(o.outputs[0].token_ids) for o in engine.generate_plain(prompts, settings, seeds)]

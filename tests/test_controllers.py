@@ -16,6 +16,7 @@ from stopwise.controllers import (
     TemperatureScaling,
     make_controller,
     ts_log_probs,
+    ts_stop_logit,
 )
 from stopwise.prompts import PromptConfig, build_prompt
 from stopwise.thinking import detect_thinking_format
@@ -96,6 +97,51 @@ def test_ts_extremes_and_identity():
     assert torch.allclose(out.softmax(-1), e_banned.softmax(-1), atol=1e-7)
     scores = random_scores(1.0)
     assert first_call(TemperatureScaling([E], 1.0), scores) is scores  # T = 1: nothing done
+
+
+def test_ts_stop_logit_leaves_the_same_distribution():
+    """vLLM's form of TS (only the stop token's score moves) gives ts_log_probs's
+    distribution, extremes included (p(e) = 1, p(e) ~ 1, p(e) = 0)."""
+    s = random_scores(1.0, batch=6)
+    s[4, :] = -math.inf
+    s[4, E] = 1.0
+    s[5, E] = -math.inf
+    for T in (0.3, 2.0, 5.0):
+        moved = s.clone()
+        logit, log_pe = ts_stop_logit(s.clone(), E, T)
+        moved[:, E] = logit.squeeze(-1)
+        want = ts_log_probs(s, E, T)
+        assert torch.allclose(moved.log_softmax(-1).exp(), want.exp(), atol=1e-6)
+        assert torch.allclose(log_pe.squeeze(-1).exp(), want[:, E].exp(), atol=1e-6)
+        assert torch.equal(moved[:, :E], s[:, :E]) and torch.equal(moved[:, E + 1 :], s[:, E + 1 :])
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_raw_logits_with_temperature_match_tempered_scores(greedy):
+    """step_batch(raw logits, temperature=tau), vLLM's order, rewrites in place to what the
+    HF order (scores already divided by tau) gives: same distribution, same stop decisions
+    (budget forcing with TS, per-row temperatures, forced rows)."""
+    taus = torch.tensor([[0.6], [1.0], [1.7], [0.9]])
+    kw = dict(stop_temperature=2.0, num_ignore=1, ignore_token_ids=IGN, do_sample=not greedy)
+    raw = random_scores(2.0, batch=4, seed=5)
+    raw[:, EOT2[0]] = raw.max(dim=-1).values + torch.tensor([-2.0, 0.5, 1.0, 3.0])  # a likely stop
+    hf, vl = StopPolicy(EOT2, **kw), StopPolicy(EOT2, **kw)
+    for step in range(6):
+        states_hf = [hf.new_state() for _ in range(4)] if step == 0 else states_hf
+        states_vl = [vl.new_state() for _ in range(4)] if step == 0 else states_vl
+        for s in (*states_hf, *states_vl):
+            s.generator = s.generator or torch.Generator().manual_seed(11)
+        want = hf.step_batch(states_hf, raw / taus)
+        got = raw.clone()
+        out = vl.step_batch(states_vl, got, temperature=taus)
+        assert out is got  # in place
+        assert torch.allclose((got / taus).log_softmax(-1).exp(), want.log_softmax(-1).exp(), atol=1e-6)
+        assert [s.n_ignored for s in states_hf] == [s.n_ignored for s in states_vl]
+        tok = [int(r.argmax()) for r in want]
+        for policy, states in ((hf, states_hf), (vl, states_vl)):
+            for s, t in zip(states, tok):
+                policy.observe(s, t)
+    assert any(s.n_ignored for s in states_vl)  # the stop decision was taken and ignored
 
 
 def test_ts_offset_invariant_monotone_and_odds():

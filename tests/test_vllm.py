@@ -239,7 +239,8 @@ def test_mixed_batch_rows_follow_their_own_settings(contextual_model_dir):
     for i, (t, tau) in ((1, (3, 0.7)), (2, (0.5, 1.3))):
         want = make_controller(ControllerConfig("ts", stop_temperature=t), tok, fmt)(
             torch.zeros((1, 1), dtype=torch.long), logits[i : i + 1] / tau)
-        assert torch.allclose(out[i] / tau, want[0], atol=1e-5)
+        # the same distribution (vLLM's processor moves the stop token's score only)
+        assert torch.allclose(torch.log_softmax(out[i] / tau, -1), want[0], atol=1e-5)
     assert out[3].argmax().item() == fmt.eot_first_id and torch.isinf(out[3]).sum() == len(tok) - 1
 
 

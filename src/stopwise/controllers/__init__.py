@@ -32,6 +32,7 @@ from stopwise.controllers.core import (
     SequenceState,
     StopPolicy,
     ts_log_probs,
+    ts_stop_logit,
 )
 from stopwise.controllers.hf import (
     BudgetForcing,
@@ -57,4 +58,5 @@ __all__ = [
     "encode_text",
     "make_controller",
     "ts_log_probs",
+    "ts_stop_logit",
 ]

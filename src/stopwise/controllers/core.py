@@ -152,6 +152,33 @@ def check_stop_temperature(temperature) -> float:
     return temperature
 
 
+def ts_stop_logit(scores: torch.Tensor, eot_first_id: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """TS as one new score for the stop token: with every other score of a row unchanged,
+    `softmax` of the row is `exp(ts_log_probs(...))` (softmax is shift-invariant). Returns
+    (the stop token's new score [B, 1], log p'(e) [B, 1]); `scores` is overwritten at the stop
+    token's column (pass a copy you own). Same log-space algebra as `ts_log_probs`."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        logit, log_pe = ts_stop_logit(scores.float(), eot_first_id, temperature)
+        return logit.to(scores.dtype), log_pe
+    e = eot_first_id
+    s_e = scores[:, e : e + 1].clone()
+    scores[:, e] = -math.inf
+    lse_rest = torch.logsumexp(scores, dim=-1, keepdim=True).clamp_(min=torch.finfo(scores.dtype).min)
+    log_pe_new, log1m_pe_new = _ts_stop_probs(lse_rest - s_e, temperature)
+    # p'(e) / (1 - p'(e)) = exp(logit - lse_rest); a row where only e has mass keeps it all
+    return lse_rest + log_pe_new - log1m_pe_new, log_pe_new
+
+
+def _ts_stop_probs(d: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p'(e), log(1 - p'(e))) from d = log-odds against stopping (see ts_log_probs)."""
+    sp = F.softplus(d)  # -log p(e)
+    log_pe_new = -sp / temperature
+    # b = log(-log p'(e)) = log(softplus(d) / T); for d < -20, log softplus(d) = d - O(e^d)
+    # (softplus(d) itself may underflow there)
+    b = torch.where(d < -20.0, d, torch.log(sp)) - math.log(temperature)
+    return log_pe_new, torch.where(b < -20.0, b, torch.log(-torch.expm1(log_pe_new)))
+
+
 def ts_log_probs(scores: torch.Tensor, eot_first_id: int, temperature: float) -> torch.Tensor:
     """TS (stop temperature) on a batch of scores [B, V]: returns log p' (see module doc).
 
@@ -171,13 +198,7 @@ def ts_log_probs(scores: torch.Tensor, eot_first_id: int, temperature: float) ->
     # log sum_{j != e} exp(s_j); clamped so that a row where only e has mass (-inf) gives a
     # finite shift below (the others stay -inf, no -inf - -inf)
     lse_rest = torch.logsumexp(out, dim=-1, keepdim=True).clamp_(min=torch.finfo(out.dtype).min)
-    d = lse_rest - scores[:, e : e + 1]
-    sp = F.softplus(d)  # -log p(e)
-    log_pe_new = -sp / temperature
-    # b = log(-log p'(e)) = log(softplus(d) / T); for d < -20, log softplus(d) = d - O(e^d)
-    # (softplus(d) itself may underflow there)
-    b = torch.where(d < -20.0, d, torch.log(sp)) - math.log(temperature)
-    log1m_pe_new = torch.where(b < -20.0, b, torch.log(-torch.expm1(log_pe_new)))
+    log_pe_new, log1m_pe_new = _ts_stop_probs(lse_rest - scores[:, e : e + 1], temperature)
     out.add_(log1m_pe_new - lse_rest)
     out[:, e : e + 1] = log_pe_new
     return out
@@ -342,11 +363,17 @@ class StopPolicy:
 
     # -- scores -------------------------------------------------------------------------------
 
-    def step_batch(self, states: Sequence[SequenceState], scores: torch.Tensor) -> torch.Tensor:
+    def step_batch(self, states: Sequence[SequenceState], scores: torch.Tensor,
+                   temperature: float | torch.Tensor | None = None) -> torch.Tensor:
         """Rewrite next-token scores [B, V] for sequences in `states` (row i <-> states[i]).
 
-        Returns `scores` itself when nothing changes, else a new tensor. Python work is one
-        cheap pass over the rows; the tensor work is vectorised over rows in the same case.
+        `temperature` None: `scores` are what the sampler draws from (HF: after the sampling
+        temperature); returns `scores` itself when nothing changes, else a new tensor (TS rows:
+        normalised log-probabilities). `temperature` given (a float or a [B, 1] tensor): `scores`
+        are raw logits that the engine divides by it afterwards (vLLM's order) and are rewritten
+        in place, so that the distribution the engine then draws from is the same one; TS then
+        moves only the stop token's score (softmax is shift-invariant), which saves every
+        full-vocabulary write but one scaled copy for the log-sum-exp.
         """
         force_rows: list[int] = []
         force_ids: list[int] = []
@@ -366,17 +393,35 @@ class StopPolicy:
         if not (force_rows or decide_rows or ts):
             return scores
 
+        raw = temperature is not None
         out = scores
+        log_pe = None  # log p'(e) of the think rows, once TS has computed it
         if ts:
-            if len(think_rows) == scores.shape[0]:
+            every = len(think_rows) == scores.shape[0]
+            idx = None if every else torch.tensor(think_rows, device=scores.device)
+            if raw:
+                tau = temperature if every or not torch.is_tensor(temperature) else temperature[idx]
+                logit_e, log_pe = ts_stop_logit((scores if every else scores[idx]) / tau, self.e,
+                                                self.stop_temperature)
+                scores[slice(None) if every else idx, self.e] = (logit_e * tau).squeeze(-1)
+            elif every:
                 out = ts_log_probs(scores, self.e, self.stop_temperature)
             else:
-                idx = torch.tensor(think_rows, device=scores.device)
                 out = scores.clone()
                 out[idx] = ts_log_probs(scores[idx], self.e, self.stop_temperature)
 
         if decide_rows:
-            stops = self._decide(out, decide_rows, normalized=ts, states=states)
+            if log_pe is not None:  # raw TS rows: p'(e) as TS computed it
+                where = {r: k for k, r in enumerate(think_rows)}
+                pe_rows = log_pe.squeeze(-1)[torch.tensor([where[r] for r in decide_rows])]
+            elif raw:
+                sub = out[torch.tensor(decide_rows, device=out.device)]
+                tau = temperature[torch.tensor(decide_rows)] if torch.is_tensor(temperature) else temperature
+                sub = sub / tau
+                pe_rows = sub[:, self.e] - torch.logsumexp(sub, dim=-1)
+            else:
+                pe_rows = None
+            stops = self._decide(out, decide_rows, normalized=ts, states=states, log_pe=pe_rows)
             mask_rows = []
             for i, stop in zip(decide_rows, stops):
                 if stop:
@@ -388,12 +433,12 @@ class StopPolicy:
                 else:
                     mask_rows.append(i)
             if mask_rows:
-                if out is scores:
+                if out is scores and not raw:
                     out = scores.clone()
                 out[torch.tensor(mask_rows, device=out.device), self.e] = -math.inf
 
         if force_rows:
-            if out is scores:
+            if out is scores and not raw:
                 out = scores.clone()
             rows = torch.tensor(force_rows, device=out.device)
             out[rows] = -math.inf
@@ -401,16 +446,15 @@ class StopPolicy:
         return out
 
     def _decide(self, scores: torch.Tensor, rows: list[int], normalized: bool = False,
-                states: Sequence[SequenceState] | None = None) -> list[bool]:
+                states: Sequence[SequenceState] | None = None, log_pe: torch.Tensor | None = None) -> list[bool]:
         """Did the model stop (pick EOT's first token)? One answer per row in `rows`; a row
         whose state has its own generator draws from it (its draws then depend on nothing
         but its own history), the others from `self.generator`."""
         sub = scores if len(rows) == scores.shape[0] else scores[torch.tensor(rows, device=scores.device)]
-        if not self.do_sample:
+        if not self.do_sample:  # the argmax is temperature-invariant
             return (sub.argmax(dim=-1) == self.e).tolist()
-        log_pe = sub[:, self.e]
-        if not normalized:  # raw scores (TS output rows are already log-probabilities)
-            log_pe = log_pe - torch.logsumexp(sub, dim=-1)
+        if log_pe is None:  # TS output rows are already log-probabilities
+            log_pe = sub[:, self.e] if normalized else sub[:, self.e] - torch.logsumexp(sub, dim=-1)
         p_e = log_pe.exp().tolist()
         own = [states[i].generator if states is not None else None for i in rows]
         if not any(g is not None for g in own):

@@ -428,18 +428,15 @@ class StopwiseLogitsProcessor(LogitsProcessor):
                 index = slice(idx[0], idx[0] + len(idx))
             else:
                 index = torch.tensor(idx, device=logits.device)
-            sub = logits[index]
+            sub = logits[index]  # a view of `logits` for rows in order: rewritten in place
             taus = {r.tau for r in rows}
-            if taus == {1.0}:
-                tau = None
-            elif len(taus) == 1:
-                tau = taus.pop()
-            else:
-                tau = torch.tensor([r.tau for r in rows], dtype=sub.dtype, device=sub.device).unsqueeze(1)
-            scaled = sub / tau if tau is not None else sub
-            new = policy.step_batch([r.state for r in rows], scaled)
-            if new is not scaled:
-                logits[index] = new * tau if tau is not None else new
+            # vLLM divides by the sampling temperature after the processors: the policy works
+            # on raw logits with the temperature given (SPEC's order, the HF engine's result)
+            tau = taus.pop() if len(taus) == 1 else torch.tensor(
+                [r.tau for r in rows], dtype=sub.dtype, device=sub.device).unsqueeze(1)
+            new = policy.step_batch([r.state for r in rows], sub, temperature=tau)
+            if isinstance(index, torch.Tensor):  # a gathered copy: write it back
+                logits[index] = new
         return logits
 
 

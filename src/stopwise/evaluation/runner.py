@@ -5,7 +5,9 @@ Everything that can be wrong with the inputs is checked before the first token i
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,11 +155,9 @@ def make_engine(config: EvalConfig):
 def run_eval(config: EvalConfig, loaded=None) -> dict:
     """Run (or resume) one evaluation. `loaded`: an engine (`make_engine`, shared by a sweep's
     runs) or, for the HF engine, a (model, tokenizer) pair; None builds the engine."""
-    import torch
 
     from stopwise.benchmarks import load_benchmark
     from stopwise.controllers.config import make_policy
-    from stopwise.grading import grade_samples
     from stopwise.thinking import detect_thinking_format
 
     problems = load_benchmark(config.benchmark, data_dir=config.data_dir, limit=config.limit)
@@ -193,55 +193,113 @@ def run_eval(config: EvalConfig, loaded=None) -> dict:
             # vLLM: every missing sample in one continuous batch; each sample's randomness is
             # its own (seeded request), so resuming needs no batch to be redone
             batches = [[u for batch in batches for u in batch if (u[0].id, u[1]) not in done]]
-        for batch in batches:
-            missing = [(p, i) for p, i in batch if (p.id, i) not in done]
-            if not missing:
-                continue
-            # HF: the whole batch, as an uninterrupted run makes it (same rows, same padding),
-            # even when some of its samples were written before a crash
-            clock = [time.perf_counter()]
-            pending: list[dict] = []
-
-            def write(records: list[dict]) -> None:
-                run.append(grade_samples(records, eot=fmt.eot))
-                done.update((r["problem_id"], r["sample_index"]) for r in records)
-                bar.update(len(records))
-
-            def on_result(k, gen, batch=batch, clock=clock, pending=pending):
-                p, i = batch[k]
-                if (p.id, i) in done:
-                    return
-                now = time.perf_counter()
-                seconds = (now - clock[0]) if engine.continuous else 0.0
-                clock[0] = now
-                pending.append(make_record(p, i, gen, fmt, tokenizer, config.prompt.level, seconds,
-                                           config.sampling.max_new_tokens))
-                if engine.continuous and len(pending) >= STREAM_GROUP:
-                    write(pending[:])
-                    pending.clear()
-
-            if not engine.continuous:  # as before per-row generators: the global seed of the batch
-                first = batch[0]
-                torch.manual_seed(sample_seed(config.sampling.seed, first[0].id, first[1]))
-            t0 = time.perf_counter()
-            engine.run(
-                [prompts[p.id] for p, _ in batch],
-                config.sampling,
-                controller=controller,
-                fmt=fmt,
-                seeds=[sample_seed(config.sampling.seed, p.id, i) for p, i in batch],
-                record_stop_ranks=config.record_stop_ranks,
-                on_result=on_result,
-            )
-            if not engine.continuous:  # a static batch: its time, shared by its samples
-                for r in pending:
-                    r["seconds"] = (time.perf_counter() - t0) / len(batch)
-            if pending:
-                write(pending)
+        writer = BackgroundWriter(run, fmt.eot, done, bar) if engine.continuous else None
+        try:
+            for batch in batches:
+                missing = [(p, i) for p, i in batch if (p.id, i) not in done]
+                if not missing:
+                    continue
+                run_batch(engine, config, batch, done, prompts, fmt, tokenizer, run, bar, writer)
+        finally:
+            if writer is not None:
+                writer.close()
         bar.close()
         return write_summary(run, problems, config.n_samples, fmt.eot, config.to_dict(), repairs=run.repairs)
     finally:
         run.unlock()
+
+
+def run_batch(engine, config: EvalConfig, batch, done, prompts, fmt, tokenizer, run, bar, writer) -> None:
+    """Generate one batch (HF: the whole static batch, as an uninterrupted run makes it, even
+    when some of its samples were written before a crash; vLLM: every missing sample) and write
+    its graded records. With a `writer` (vLLM), finished samples are graded on a thread of
+    their own while the engine goes on generating."""
+    import torch
+
+    from stopwise.grading import grade_samples
+
+    clock = [time.perf_counter()]
+    pending: list[dict] = []
+
+    def write(records: list[dict]) -> None:
+        if writer is not None:
+            writer.put(records)
+            return
+        run.append(grade_samples(records, eot=fmt.eot))
+        done.update((r["problem_id"], r["sample_index"]) for r in records)
+        bar.update(len(records))
+
+    def on_result(k, gen):
+        p, i = batch[k]
+        if (p.id, i) in done:
+            return
+        now = time.perf_counter()
+        seconds = (now - clock[0]) if engine.continuous else 0.0
+        clock[0] = now
+        pending.append(make_record(p, i, gen, fmt, tokenizer, config.prompt.level, seconds,
+                                   config.sampling.max_new_tokens))
+        if engine.continuous and len(pending) >= STREAM_GROUP:
+            write(pending[:])
+            pending.clear()
+
+    if not engine.continuous:  # as before per-row generators: the global seed of the batch
+        first = batch[0]
+        torch.manual_seed(sample_seed(config.sampling.seed, first[0].id, first[1]))
+    t0 = time.perf_counter()
+    engine.run(
+        [prompts[p.id] for p, _ in batch],
+        config.sampling,
+        controller=config.controller,
+        fmt=fmt,
+        seeds=[sample_seed(config.sampling.seed, p.id, i) for p, i in batch],
+        record_stop_ranks=config.record_stop_ranks,
+        on_result=on_result,
+    )
+    if not engine.continuous:  # a static batch: its time, shared by its samples
+        for r in pending:
+            r["seconds"] = (time.perf_counter() - t0) / len(batch)
+    if pending:
+        write(pending)
+
+
+class BackgroundWriter:
+    """Grades and writes finished samples on a thread, so that vLLM's engine loop never waits
+    for math-verify (the grading pool's workers are processes: the verify runs outside this
+    process's GIL, and its hard timeout holds from any thread). A grading failure stops the
+    run at the next finished sample: the engine's loop calls `put`, which raises it. Samples
+    queued but not written when the process dies are generated again, identically, on resume."""
+
+    def __init__(self, run: RunDir, eot: str, done: set, bar):
+        self.run, self.eot, self.done, self.bar = run, eot, done, bar
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self.work, name="stopwise-grading", daemon=True)
+        self.thread.start()
+
+    def work(self) -> None:
+        from stopwise.grading import grade_samples
+
+        while (records := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                self.run.append(grade_samples(records, eot=self.eot))
+                self.done.update((r["problem_id"], r["sample_index"]) for r in records)
+                self.bar.update(len(records))
+            except BaseException as exc:  # re-raised in the engine's thread
+                self.error = exc
+
+    def put(self, records: list[dict]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(records)
+
+    def close(self) -> None:
+        """Wait for every queued sample to be written; re-raise a grading failure."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def work_batches(problems, n_samples: int, batch_size: int, prompts: dict) -> list[list[tuple]]:
