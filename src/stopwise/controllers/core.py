@@ -34,6 +34,9 @@ Per step, for a sequence still thinking, in this order:
    scores the controller sees: after the sampling temperature, before top-p/top-k) becomes
    `p'(e) = p(e)**(1/T)`, `p'(j) = p(j) (1 - p'(e)) / (1 - p(e))` (unchanged where `p(e) = 1`);
    the scores returned are `log p'` (normalised log-probabilities), computed in log space.
+   An engine that applies the sampling temperature after its processors (vLLM) passes raw
+   logits and that temperature (`step_batch(..., temperature=tau)`): only `e`'s logit moves,
+   to the value that gives the same `p'` once the engine divides by `tau`.
 4. **Ignoring the stop** (budget forcing): while the sequence has fewer than
    `min_thinking_tokens` thinking tokens, or has had its stop ignored fewer than `num_ignore`
    times, the controller makes the stop decision itself, from the distribution after step 3:
