@@ -37,13 +37,13 @@ COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 @functools.lru_cache(maxsize=8)
 def _format(eot: str | None):
-    from stopwise.controllers.vllm import MODEL_ENV, _tokenizer, eos_token_ids
+    from stopwise.controllers.vllm import MODEL_ENV, eos_token_ids, load_tokenizer
     from stopwise.thinking import detect_thinking_format
 
     path = os.environ.get(MODEL_ENV)
     if not path:
         return None, ()
-    tokenizer = _tokenizer(path)
+    tokenizer = load_tokenizer(path)
     return detect_thinking_format(tokenizer, eot), eos_token_ids(path, tokenizer)
 
 
@@ -225,10 +225,10 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str =
     argv = serve_argv(model, host=host, port=port, dtype=dtype, eot=eot, extra=list(extra or []),
                       tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
     if eot is not None:  # the delimiter must be one the tokenizer encodes: fail here
-        from stopwise.controllers.vllm import _tokenizer
+        from stopwise.controllers.vllm import load_tokenizer
         from stopwise.thinking import detect_thinking_format
 
-        detect_thinking_format(_tokenizer(model), eot)
+        detect_thinking_format(load_tokenizer(model), eot)
         os.environ[EOT_ENV] = eot
     os.environ[MODEL_ENV] = model
     os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"  # the processor implements V1's interface

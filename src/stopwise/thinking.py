@@ -255,3 +255,18 @@ def detect_thinking_format(tokenizer, eot: str | None = None) -> ThinkingFormat:
     think_start = S1_THINK_START if eot == S1_EOT else R1_THINK_START
     return ThinkingFormat(eot=eot, eot_ids=encode_delimiter(tokenizer, eot), think_start=think_start,
                           token_bytes=token_bytes(tokenizer))
+
+
+def encode_text(tokenizer, text: str, what: str) -> tuple[int, ...]:
+    """Token ids of `text` mid-sequence; ValueError naming `what` if the tokenizer cannot."""
+    try:
+        return encode_delimiter(tokenizer, text)
+    except DelimiterError as err:
+        raise ValueError(f"{what}={text!r} cannot be used: {err}") from None
+
+
+def default_eos_ids(tokenizer) -> tuple[int, ...]:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return ()
+    return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)

@@ -11,10 +11,11 @@ from stopwise.controllers.core import (
     S1_ANSWER_PREFIX,
     S1_IGNORE_STRING,
     StopPolicy,
-    _check_budget,
+    check_budget,
     check_stop_temperature,
 )
-from stopwise.thinking import DelimiterError, ThinkingFormat, encode_delimiter
+from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
+from stopwise.thinking import ThinkingFormat, default_eos_ids, encode_text
 
 CONTROLLER_NAMES = ("none", "ts", "budget")
 
@@ -92,8 +93,8 @@ class ControllerConfig:
                 f"unknown controller {self.name!r}; choose one of {', '.join(CONTROLLER_NAMES)}"
             )
         check_stop_temperature(self.stop_temperature)
-        _check_budget("max_thinking_tokens", self.max_thinking_tokens)
-        _check_budget("min_thinking_tokens", self.min_thinking_tokens)
+        check_budget("max_thinking_tokens", self.max_thinking_tokens)
+        check_budget("min_thinking_tokens", self.min_thinking_tokens)
         if (
             self.max_thinking_tokens is not None
             and self.min_thinking_tokens is not None
@@ -141,21 +142,6 @@ class ControllerConfig:
         if self.num_ignore:
             parts.append(f"ign{self.num_ignore}")
         return "-".join(parts)
-
-
-def encode_text(tokenizer, text: str, what: str) -> tuple[int, ...]:
-    """Token ids of `text` mid-sequence; ValueError naming `what` if the tokenizer cannot."""
-    try:
-        return encode_delimiter(tokenizer, text)
-    except DelimiterError as err:
-        raise ValueError(f"{what}={text!r} cannot be used: {err}") from None
-
-
-def default_eos_ids(tokenizer) -> tuple[int, ...]:
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None:
-        return ()
-    return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
 
 
 def make_policy(
@@ -207,8 +193,6 @@ def make_controller(config: ControllerConfig, tokenizer, fmt: ThinkingFormat, **
     the sampled stop decision (default torch's global CPU RNG). Errors (bad settings, strings the
     tokenizer cannot encode) are raised here, before generation.
     """
-    from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
-
     policy = make_policy(config, tokenizer, fmt, **policy_kwargs)
     if policy is None:
         return None

@@ -136,7 +136,7 @@ def _token_ids(name: str, ids: Iterable[int] | None) -> tuple[int, ...]:
     return ids
 
 
-def _check_budget(name: str, value) -> int | None:
+def check_budget(name: str, value) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -250,8 +250,8 @@ class StopPolicy:
         if not self.eot_ids:
             raise ValueError("eot_token_ids is empty: the controller needs the end-of-thinking delimiter")
         self.stop_temperature = check_stop_temperature(stop_temperature)
-        self.max_thinking_tokens = _check_budget("max_thinking_tokens", max_thinking_tokens)
-        self.min_thinking_tokens = _check_budget("min_thinking_tokens", min_thinking_tokens)
+        self.max_thinking_tokens = check_budget("max_thinking_tokens", max_thinking_tokens)
+        self.min_thinking_tokens = check_budget("min_thinking_tokens", min_thinking_tokens)
         if (
             self.max_thinking_tokens is not None
             and self.min_thinking_tokens is not None

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from transformers import LogitsProcessor
 
-from stopwise.controllers.core import SequenceState, StopPolicy
+from stopwise.controllers.core import S1_ANSWER_PREFIX, SequenceState, StopPolicy
+from stopwise.thinking import default_eos_ids, encode_text
 
 
 class _BatchTracker(LogitsProcessor):
@@ -181,9 +182,6 @@ class BudgetForcing(StopControllerProcessor):
     ) -> BudgetForcing:
         """Tokenize the delimiter, ignore string and answer prefix (default s1's
         "\\nFinal Answer:"; "" for none) with `tokenizer`; ValueError if one cannot be encoded."""
-        from stopwise.controllers.config import default_eos_ids, encode_text
-        from stopwise.controllers.core import S1_ANSWER_PREFIX
-
         if answer_prefix is None:
             answer_prefix = S1_ANSWER_PREFIX
         uses_ignore = bool(num_ignore or min_thinking_tokens)

@@ -188,7 +188,7 @@ def parse_settings(extra_args: dict | None) -> RequestSettings | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(path: str):
+def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
@@ -303,7 +303,7 @@ class StopwiseLogitsProcessor(LogitsProcessor):
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
         model_config = vllm_config.model_config
         path = str(model_config.tokenizer)
-        tokenizer = _tokenizer(path)
+        tokenizer = load_tokenizer(path)
         self.cache = PolicyCache(tokenizer, eos_token_ids(str(model_config.model), tokenizer),
                                  os.environ.get(EOT_ENV) or None)
         self.device = device
@@ -330,7 +330,7 @@ class StopwiseLogitsProcessor(LogitsProcessor):
             raise ValueError("vllm_xargs.record_stop_ranks records one sequence: use n=1")
         path = os.environ.get(MODEL_ENV)
         if path:
-            tokenizer = _tokenizer(path)
+            tokenizer = load_tokenizer(path)
             cache = _frontend_cache(path, tokenizer)
             cache.policy(settings, do_sample=(sampling_params.temperature or 0) >= SAMPLING_EPS)
 

@@ -54,11 +54,11 @@ from stopwise.supervision.traces import (
     THINKING_KEYS,
     TraceError,
     TraceFormat,
-    _first,
-    _text,
     assistant_content,
     boxed_answer,
+    first_field,
     read_records,
+    text_value,
     trace_from_record,
 )
 from stopwise.thinking import R1_EOT, R1_THINK_START, S1_EOT, S1_THINK_START
@@ -153,7 +153,7 @@ class Candidate:
 
 
 def _s(record: dict, key: str) -> str | None:
-    return _text(record.get(key))
+    return text_value(record.get(key))
 
 
 def _boxed_gold(text: str | None) -> str | None:
@@ -250,7 +250,7 @@ def _read_openthoughts(record, rid, config):
     else:
         answer = text.split(_OT_THOUGHT[1], 1)[1] if _OT_THOUGHT[1] in text else None
     user = next(m["content"] for m in messages if m["role"] == "user")
-    return [Candidate(rid, _text(thinking), _text(answer), problem=user, prefix=messages[:-1],
+    return [Candidate(rid, text_value(thinking), text_value(answer), problem=user, prefix=messages[:-1],
                       gold=_gold(record))]
 
 
@@ -264,7 +264,7 @@ def _read_openr1(record, rid, config):
     out = []
     for i, text in enumerate(generations):
         thinking, answer = _split_thinking(text if isinstance(text, str) else "")
-        c = Candidate(f"{group}/g{i}", _text(thinking), _text(answer), problem=_s(record, "problem"),
+        c = Candidate(f"{group}/g{i}", text_value(thinking), text_value(answer), problem=_s(record, "problem"),
                       gold=_gold(record), verdict=_verdict(flags[i]) if i < len(flags) else None, group=group)
         if i < len(complete) and complete[i] is False:
             c.drop = INCOMPLETE
@@ -282,23 +282,23 @@ def _read_messages(record, rid, config):
     if messages[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in messages):
         raise ValueError("the conversation must hold a user turn and end with the assistant's")
     last = messages[-1]
-    reasoning = _text(last.get("reasoning_content"))
+    reasoning = text_value(last.get("reasoning_content"))
     if reasoning is not None:
         thinking, answer = reasoning, last["content"]
     else:
         thinking, answer = _split_thinking(last["content"])
     prefix = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
     user = [m["content"] for m in prefix if m["role"] == "user"][-1]
-    return [Candidate(rid, _text(thinking), _text(answer), problem=_s(record, "problem") or user,
+    return [Candidate(rid, text_value(thinking), text_value(answer), problem=_s(record, "problem") or user,
                       prefix=prefix, gold=_gold(record))]
 
 
 def _read_fields(record, rid, config):
-    _, thinking = _first(record, THINKING_KEYS)
-    key, answer = _first(record, ANSWER_TEXT_KEYS)
+    _, thinking = first_field(record, THINKING_KEYS)
+    key, answer = first_field(record, ANSWER_TEXT_KEYS)
     if key == "answer" and answer is not None:  # a bare gold answer, as `load_traces` reads it
         answer = boxed_answer(answer)
-    return [Candidate(rid, thinking, answer, problem=_first(record, PROBLEM_KEYS)[1], gold=_gold(record))]
+    return [Candidate(rid, thinking, answer, problem=first_field(record, PROBLEM_KEYS)[1], gold=_gold(record))]
 
 
 READERS = {"s1k": _read_s1k, "s1k-1.1": _read_s1k_11, "openthoughts": _read_openthoughts,

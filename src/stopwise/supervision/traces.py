@@ -52,7 +52,7 @@ class TraceFormat:
     )
 
 
-def _text(value) -> str | None:
+def text_value(value) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
@@ -64,9 +64,9 @@ def _text(value) -> str | None:
     return value if value.strip() else None
 
 
-def _first(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+def first_field(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
     for k in keys:
-        v = _text(record.get(k))
+        v = text_value(record.get(k))
         if v is not None:
             return k, v
     return None, None
@@ -127,20 +127,20 @@ def trace_from_record(record, fmt: TraceFormat | None = None) -> dict:
             if k in record:
                 out[k] = record[k]
         return out
-    _, problem = _first(record, PROBLEM_KEYS)
+    _, problem = first_field(record, PROBLEM_KEYS)
     if problem is None:
         raise ValueError(f"record has no problem (one of {', '.join(PROBLEM_KEYS)}) and no 'messages'")
-    _, thinking = _first(record, THINKING_KEYS)
+    _, thinking = first_field(record, THINKING_KEYS)
     if thinking is None:
         raise ValueError(f"record has no thinking part (one of {', '.join(THINKING_KEYS)})")
     # The answer text is the first of ANSWER_TEXT_KEYS (a bare `answer` is boxed); the gold
     # answer, when there is one, the first of GOLD_KEYS.
-    key, answer = _first(record, ANSWER_TEXT_KEYS)
+    key, answer = first_field(record, ANSWER_TEXT_KEYS)
     if answer is None:
         raise ValueError(f"record has no answer (one of {', '.join(ANSWER_TEXT_KEYS)})")
     if key == "answer":  # a bare gold answer, not a written answer (an attempt stays as it is)
         answer = boxed_answer(answer)
-    _, gold = _first(record, GOLD_KEYS)
+    _, gold = first_field(record, GOLD_KEYS)
     messages = []
     if fmt.prompt.system_prompt:
         messages.append({"role": "system", "content": fmt.prompt.system_prompt})
