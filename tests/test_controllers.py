@@ -126,11 +126,11 @@ def test_raw_logits_with_temperature_match_tempered_scores(greedy):
     raw = random_scores(2.0, batch=4, seed=5)
     raw[:, EOT2[0]] = raw.max(dim=-1).values + torch.tensor([-2.0, 0.5, 1.0, 3.0])  # a likely stop
     hf, vl = StopPolicy(EOT2, **kw), StopPolicy(EOT2, **kw)
-    for step in range(6):
-        states_hf = [hf.new_state() for _ in range(4)] if step == 0 else states_hf
-        states_vl = [vl.new_state() for _ in range(4)] if step == 0 else states_vl
-        for s in (*states_hf, *states_vl):
-            s.generator = s.generator or torch.Generator().manual_seed(11)
+    states_hf = [hf.new_state() for _ in range(4)]
+    states_vl = [vl.new_state() for _ in range(4)]
+    for s in (*states_hf, *states_vl):
+        s.generator = torch.Generator().manual_seed(11)
+    for _ in range(6):
         want = hf.step_batch(states_hf, raw / taus)
         got = raw.clone()
         out = vl.step_batch(states_vl, got, temperature=taus)

@@ -404,8 +404,10 @@ class StopPolicy:
             idx = None if every else torch.tensor(think_rows, device=scores.device)
             if raw:
                 tau = temperature if every or not torch.is_tensor(temperature) else temperature[idx]
-                logit_e, log_pe = ts_stop_logit((scores if every else scores[idx]) / tau, self.e,
-                                                self.stop_temperature)
+                rows = scores if every else scores[idx]
+                # at tau = 1 no scaled copy: ts_stop_logit only clobbers e's column, rewritten next
+                scaled = rows if not torch.is_tensor(tau) and tau == 1.0 else rows / tau
+                logit_e, log_pe = ts_stop_logit(scaled, self.e, self.stop_temperature)
                 scores[slice(None) if every else idx, self.e] = (logit_e * tau).squeeze(-1)
             elif every:
                 out = ts_log_probs(scores, self.e, self.stop_temperature)
