@@ -325,6 +325,35 @@ def test_eval_run_directory_and_resume(vllm_engine, contextual_model_dir, proble
                  vllm_engine)
 
 
+def test_eval_grading_failure_stops_the_run_and_loses_nothing(vllm_engine, contextual_model_dir, problems_file,
+                                                              tmp_path, monkeypatch):
+    """vLLM runs grade on a thread of their own while the engine generates: a grading failure
+    there is raised by run_eval (not swallowed with the thread), what was graded before stays
+    written, and a resumed run completes it."""
+    import stopwise.grading as grading
+    from stopwise.evaluation.runner import STREAM_GROUP, run_eval
+
+    real, calls = grading.grade_samples, []
+
+    def flaky(records, *args, **kwargs):
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise RuntimeError("grader broke")
+        return real(records, *args, **kwargs)
+
+    monkeypatch.setattr(grading, "grade_samples", flaky)
+    config = _eval_config(contextual_model_dir, problems_file, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="grader broke"):
+        run_eval(config, vllm_engine)
+    written = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    assert len(written) == STREAM_GROUP  # the first group, graded before the failure
+    monkeypatch.setattr(grading, "grade_samples", real)
+    summary = run_eval(config, vllm_engine)
+    assert summary["n_samples"] == 2 * len(PROBLEMS)
+    keys = {(r["problem_id"], r["sample_index"]) for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").open())}
+    assert len(keys) == 2 * len(PROBLEMS)
+
+
 def test_sweep_points_share_the_engine(vllm_engine, contextual_model_dir, problems_file, tmp_path, monkeypatch):
     from stopwise.evaluation import runner, sweep
 
