@@ -276,3 +276,17 @@ def test_row_sampler_draws_from_the_final_distribution():
     assert torch.allclose(freq, p.double(), atol=0.03)  # 4000 draws: std <= 0.008
     again = RowSampler(row_generators(range(n), "cpu"), eos_token_ids=[99])
     assert torch.equal(again(torch.zeros(n, 1, dtype=torch.long), scores.expand(n, 5).clone()), out)
+
+
+def test_last_checkpoint_skips_one_killed_before_its_state(tmp_path):
+    """SFT and TLDR resume from the newest checkpoint that holds a trainer state: one the
+    process died writing (no trainer_state.json yet) is passed over, numbers compare as numbers."""
+    from stopwise.io import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "missing") is None
+    for n, complete in ((9, True), (10, True), (12, False)):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-final").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")

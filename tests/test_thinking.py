@@ -56,3 +56,23 @@ def test_prompt_opens_thinking_once(tiny_model_dir, tiny_open_think_dir):
 def test_unknown_level_is_an_error():
     with pytest.raises(ValueError, match="known levels: short, medium, long"):
         PromptConfig(level="tiny")
+
+
+def test_eos_ids_merge_the_generation_config_and_the_tokenizer(tmp_path):
+    """One EOS rule for every engine and the reward: the model's generation config first (a
+    loaded model or its directory), then the tokenizer's EOS, each id once."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    from stopwise.thinking import eos_ids
+
+    tok = SimpleNamespace(eos_token_id=7)
+    assert eos_ids(tok) == (7,)
+    assert eos_ids(SimpleNamespace(eos_token_id=None)) == ()
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[3, 7]))
+    assert eos_ids(tok, model) == (3, 7)
+    GenerationConfig(eos_token_id=[2, 5]).save_pretrained(tmp_path / "with")
+    assert eos_ids(tok, tmp_path / "with") == (2, 5, 7)
+    (tmp_path / "without").mkdir()
+    assert eos_ids(tok, str(tmp_path / "without")) == (7,)

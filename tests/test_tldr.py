@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt, user_message
 from stopwise.thinking import detect_thinking_format
 from stopwise.tldr import (
@@ -15,7 +16,6 @@ from stopwise.tldr import (
     TLDRConfig,
     assign_levels,
     build_tldr_dataset,
-    find_checkpoint,
     load_problems,
     load_recipe,
     make_grpo_config,
@@ -320,7 +320,7 @@ def test_grpo_run_logs_levels_and_saves(tiny_model_dir, problem_file, tmp_path):
     lines = (out / "tldr_log.jsonl").read_text().splitlines()
     assert len(lines) >= 3 and "accuracy/all" in json.loads(lines[0])
     assert (out / "checkpoint-2" / "trainer_state.json").exists()
-    assert find_checkpoint(out).endswith("checkpoint-3")
+    assert last_checkpoint(out).endswith("checkpoint-3")
     for name in ("config.json", "model.safetensors", "tokenizer_config.json", "tldr_config.yaml", "tldr_summary.json"):
         assert (out / name).exists(), name
     saved = json.loads((out / "tldr_summary.json").read_text())

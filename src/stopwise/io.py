@@ -1,4 +1,5 @@
-"""JSON and JSONL files: atomic writes (a killed writer leaves the old file)."""
+"""Files: JSON and JSONL with atomic writes (a killed writer leaves the old file), trainer
+checkpoints."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ def write_jsonl(path: str | Path, records) -> Path:
             f.write(json.dumps(r) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def last_checkpoint(out: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `out` that holds a trainer state, or None: a checkpoint
+    killed before the trainer wrote its state is not one to resume from (transformers'
+    `get_last_checkpoint` would take it)."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    found = [(int(p.name.split("-", 1)[1]), p) for p in out.glob("checkpoint-*")
+             if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(found)[1]) if found else None

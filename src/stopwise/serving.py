@@ -37,14 +37,14 @@ COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 @functools.lru_cache(maxsize=8)
 def _format(eot: str | None):
-    from stopwise.controllers.vllm import MODEL_ENV, eos_token_ids, load_tokenizer
-    from stopwise.thinking import detect_thinking_format
+    from stopwise.controllers.vllm import MODEL_ENV, load_tokenizer
+    from stopwise.thinking import detect_thinking_format, eos_ids
 
     path = os.environ.get(MODEL_ENV)
     if not path:
         return None, ()
     tokenizer = load_tokenizer(path)
-    return detect_thinking_format(tokenizer, eot), eos_token_ids(path, tokenizer)
+    return detect_thinking_format(tokenizer, eot), eos_ids(tokenizer, path)
 
 
 def thinking_counts(token_ids, eot: str | None = None) -> dict | None:

@@ -17,6 +17,7 @@ The controllers watch for the delimiter the same way (`TextDelimiter`).
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -265,8 +266,28 @@ def encode_text(tokenizer, text: str, what: str) -> tuple[int, ...]:
         raise ValueError(f"{what}={text!r} cannot be used: {err}") from None
 
 
-def default_eos_ids(tokenizer) -> tuple[int, ...]:
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None:
-        return ()
-    return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
+def eos_ids(tokenizer, model=None) -> tuple[int, ...]:
+    """The ids a completion may end with: the model's generation config (`model`: a loaded
+    model, a model directory, or None for the tokenizer alone) first, then the tokenizer's EOS.
+    A directory without a generation_config.json has the tokenizer's only."""
+    if model is None:
+        gen = None
+    elif isinstance(model, (str, os.PathLike)):
+        from transformers import GenerationConfig  # only for model directories
+
+        try:
+            gen = GenerationConfig.from_pretrained(str(model)).eos_token_id
+        except (OSError, ValueError):
+            gen = None
+    else:
+        gen = model.generation_config.eos_token_id
+    tok = getattr(tokenizer, "eos_token_id", None)
+    ids: list[int] = []
+    for i in [*(_as_list(gen)), *(_as_list(tok))]:
+        if int(i) not in ids:
+            ids.append(int(i))
+    return tuple(ids)
+
+
+def _as_list(ids) -> list:
+    return [] if ids is None else [ids] if isinstance(ids, int) else list(ids)

@@ -20,8 +20,6 @@ defaults to 50 when neither the call nor the model's generation_config sets it).
 from stopwise.controllers.config import (
     CONTROLLER_NAMES,
     ControllerConfig,
-    default_eos_ids,
-    encode_text,
     make_controller,
 )
 from stopwise.controllers.core import (
@@ -40,6 +38,7 @@ from stopwise.controllers.hf import (
     StopRankRecorder,
     TemperatureScaling,
 )
+from stopwise.thinking import encode_text, eos_ids
 
 __all__ = [
     "CONTROLLER_NAMES",
@@ -54,7 +53,7 @@ __all__ = [
     "StopPolicy",
     "StopRankRecorder",
     "TemperatureScaling",
-    "default_eos_ids",
+    "eos_ids",
     "encode_text",
     "make_controller",
     "ts_log_probs",

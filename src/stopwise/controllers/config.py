@@ -15,7 +15,7 @@ from stopwise.controllers.core import (
     check_stop_temperature,
 )
 from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
-from stopwise.thinking import ThinkingFormat, default_eos_ids, encode_text
+from stopwise.thinking import ThinkingFormat, encode_text, eos_ids
 
 CONTROLLER_NAMES = ("none", "ts", "budget")
 
@@ -159,7 +159,7 @@ def make_policy(
     the vLLM logits processor) builds its controller from this. Errors (bad settings, strings
     the tokenizer cannot encode) are raised here, before generation."""
     config.validate()
-    eos = default_eos_ids(tokenizer) if eos_token_ids is None else tuple(eos_token_ids)
+    eos = eos_ids(tokenizer) if eos_token_ids is None else tuple(eos_token_ids)
     cap = config.max_thinking_tokens
     ignores = config.min_thinking_tokens is not None or config.num_ignore > 0
     if config.name == "none" and cap is None:

