@@ -31,7 +31,12 @@ three decimals); plain-text level documents were read perfectly after pretrainin
 erased it; level documents in the chat turns SFT uses (`level_document`, `level_share` 0.5)
 survived SFT (P(another check) after one check 0.02 / 0.87 / 0.96; dev thinking 87 / 143 / 234
 tokens) but left the lookups unformed (dev accuracy 0.30 instead of 0.99), and at share 0.2 the
-levels barely separated (short 100, medium = long 123 tokens). Off by default (`level_share` 0).
+levels barely separated (short 100, medium = long 123 tokens). With share 0.33 over 750
+steps (so that the plain documents still get their 500 steps' worth) both held: dev accuracy
+0.965 without a level, thinking 90 / 147 / 260 tokens at short / medium / long (accuracy 0.995 /
+1.0 / 0.955), P(another check) after one check 0.005 / 0.96 / 0.98, after two 0.002 / 0.03 /
+0.86. But that pretraining took 555 s on one thread (the default one ~65 s on two), over the
+demo's time budget. Off by default (`level_share` 0).
 """
 
 from __future__ import annotations
