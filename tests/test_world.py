@@ -167,7 +167,9 @@ def test_teacher_is_redundant_and_longer_on_harder_problems(tokenizer):
 
 def test_teacher_config_validation():
     for bad in ({"slip_rate": 1.5}, {"p_no_check": -0.1}, {"verbosity": -1}, {"max_checks": -1},
-                {"level_share": 1.5}, {"level_share": 0.6, "random_level_share": 0.6}):
+                {"level_share": 1.5}, {"level_share": 0.6, "random_level_share": 0.6},
+                {"level_rule": "terciles"}, {"level_checks": {"short": 1, "long": 4}},
+                {"level_checks": {"short": 0, "medium": 2, "long": 4}}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TeacherConfig(**bad)
 
@@ -249,7 +251,7 @@ def test_level_sentences_state_the_length_of_the_trace(tmp_path):
 
     plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 600, 3).open()]
     mixed = [json.loads(line) for line in write_traces(
-        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5)).open()]
+        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5, level_rule="length")).open()]
     # the assistant turns are the same, about half of the user turns gain a level sentence
     assert [r["messages"][1] for r in plain] == [r["messages"][1] for r in mixed]
     tagged = []
@@ -278,3 +280,43 @@ def test_level_sentences_state_the_length_of_the_trace(tmp_path):
     assert 0.4 <= sum(map(len, stated.values())) / 600 <= 0.6
     overall = sum(len(m["messages"][1]["content"]) for m in random_mix) / 600
     assert all(abs(sum(v) / len(v) / overall - 1) < 0.2 for v in stated.values())
+
+
+def test_level_sentences_set_the_number_of_checks(tmp_path):
+    from stopwise.world.teacher import write_traces
+
+    plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 600, 3).open()]
+    mixed = [json.loads(line) for line in write_traces(
+        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5, level_rule="checks")).open()]
+    tagged = [m for m in mixed if m.get("level")]
+    assert 0.4 <= len(tagged) / 600 <= 0.6
+    assert {m["level"] for m in tagged} == {"short", "medium", "long"}
+    for p, m in zip(plain, mixed):
+        hasty = re.split(r"\n(?:Wait|Hmm)|</think>", p["messages"][1]["content"])[0]
+        if not m.get("level"):
+            assert m == p  # untagged prompts keep the coin's trace
+            continue
+        assert DEFAULT_LEVEL_INSTRUCTIONS[m["level"]] in m["messages"][0]["content"]
+        # the same hasty pass, then as many checks as the level says (two after a correction)
+        assert m["messages"][1]["content"].startswith(hasty)
+        corrected = ", not " in m["messages"][1]["content"]
+        want = {"short": 2 if corrected else 1, "medium": 2, "long": 4}[m["level"]]
+        assert m["n_checks"] == want, (m["level"], corrected, m["n_checks"])
+        assert m["messages"][1]["content"].count("carefully.") == want
+
+
+def test_level_documents_state_a_level_and_check_as_it_says():
+    from stopwise.world.pretrain import level_document
+
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(60):
+        user, assistant = level_document(rng, 3, {"short": 1, "medium": 2, "long": 4})
+        level = next(lv for lv, text in DEFAULT_LEVEL_INSTRUCTIONS.items() if text in user["content"])
+        seen.add(level)
+        corrected = ", not " in assistant["content"]
+        want = {"short": 2 if corrected else 1, "medium": 2, "long": 4}[level]
+        assert assistant["content"].count("carefully.") == want
+    assert seen == {"short", "medium", "long"}
+    with pytest.raises(ValueError, match="level_checks"):
+        PretrainConfig(level_checks={"short": 0})

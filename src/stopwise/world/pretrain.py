@@ -22,6 +22,21 @@ worked hastily and sometimes carefully, every token in the loss:
 
 500 steps of next-token training on them (TRL `SFTTrainer`, plain text) form the lookup and
 the copies, and SFT then starts from a student that can read.
+
+The same may hold for the level sentence of a prompt (short / medium / long): where the thinking
+stops is decided hundreds of tokens after it. Measured on seed 0 (level-tagged SFT with
+`TeacherConfig.level_rule` 'checks'): without level documents, P(another check) moved by < 0.01
+between levels after SFT (medium and long, whose sentences end alike, gave the same value to
+three decimals); plain-text level documents were read perfectly after pretraining but SFT
+erased it; level documents in the chat turns SFT uses (`level_document`, `level_share` 0.5)
+survived SFT (P(another check) after one check 0.02 / 0.87 / 0.96; dev thinking 87 / 143 / 234
+tokens) but left the lookups unformed (dev accuracy 0.30 instead of 0.99), and at share 0.2 the
+levels barely separated (short 100, medium = long 123 tokens). With share 0.33 over 750
+steps (so that the plain documents still get their 500 steps' worth) both held: dev accuracy
+0.965 without a level, thinking 90 / 147 / 260 tokens at short / medium / long (accuracy 0.995 /
+1.0 / 0.955), P(another check) after one check 0.005 / 0.96 / 0.98, after two 0.002 / 0.03 /
+0.86. But that pretraining took 555 s on one thread (the default one ~65 s on two), over the
+demo's time budget. Off by default (`level_share` 0).
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig
 from stopwise.world.problems import (
     DEFAULT_MAX_STEPS,
     random_problem,
@@ -38,7 +54,7 @@ from stopwise.world.problems import (
     step_label,
     step_op,
 )
-from stopwise.world.teacher import careful_line, conclusion
+from stopwise.world.teacher import TeacherConfig, careful_line, conclusion, with_checks, write_trace
 
 DONE_FILE = "pretrain.json"
 
@@ -58,6 +74,17 @@ class PretrainConfig:
     max_checks: int = field(
         default=3, metadata={"help": "Most careful passes after the hasty one in a document (0..this many): "
                              "each restates the start, which teaches the student to copy it from afar."})
+    level_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of documents that are level documents: a small problem in the "
+                  "demo's chat turns, its prompt stating a level, the teacher's trace checked "
+                  "level_checks[level] times (so the student may learn to read the level where the "
+                  "stop is decided; see the module notes for what it measured)."},
+    )
+    level_checks: dict[str, int] = field(
+        default_factory=lambda: {"short": 1, "medium": 2, "long": 4},
+        metadata={"help": "Re-verifications of a level document's trace at each level."},
+    )
     max_steps_per_document: int = field(
         default=3,
         metadata={"help": "Largest problem in a document (1..this many steps): short contexts form "
@@ -69,6 +96,13 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig needs steps >= 0, batch_size > 0, learning_rate > 0; got {self}")
         if not 0 <= self.drill_share <= 1:
             raise ValueError(f"PretrainConfig.drill_share must be in [0, 1], got {self.drill_share}")
+        if not 0 <= self.level_share <= 1:
+            raise ValueError(f"PretrainConfig.level_share must be in [0, 1], got {self.level_share}")
+        unknown = set(self.level_checks) - set(DEFAULT_LEVEL_INSTRUCTIONS)
+        if unknown or not self.level_checks or any(
+                isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4 for n in self.level_checks.values()):
+            raise ValueError("PretrainConfig.level_checks must map levels "
+                             f"({', '.join(DEFAULT_LEVEL_INSTRUCTIONS)}) to counts in 1..4, got {self.level_checks}")
         if not 1 <= self.max_steps_per_document <= DEFAULT_MAX_STEPS:
             raise ValueError(f"PretrainConfig.max_steps_per_document must be in 1..{DEFAULT_MAX_STEPS}, "
                              f"got {self.max_steps_per_document}")
@@ -104,6 +138,17 @@ def document(rng: random.Random, max_steps: int, n_names: int = DEFAULT_MAX_STEP
     return "\n".join(lines) + "\n"
 
 
+def level_document(rng: random.Random, max_steps: int, level_checks: dict[str, int]) -> list[dict]:
+    """A level document: a small problem (1..max_steps steps) in the demo's own chat turns, its
+    prompt stating a level (uniform), the teacher's trace re-verified level_checks[level] times
+    (`TeacherConfig.level_rule` 'checks')."""
+    level = rng.choice(sorted(level_checks))
+    teacher = TeacherConfig(level_share=1.0, level_rule="checks", level_checks=dict(level_checks))
+    trace = write_trace(random_problem(rng, rng.randint(1, max_steps)), teacher, rng)
+    trace = with_checks(trace, level_checks[level], rng, teacher.max_checks)
+    return trace.messages(PromptConfig(level=level))
+
+
 def pretrain_student(model_dir: str | Path, config: PretrainConfig, seed: int = 0,
                      num_threads: int | None = None, progress: bool = True) -> dict:
     """Pretrain the student in `model_dir` in place; skipped when already done there."""
@@ -122,9 +167,14 @@ def pretrain_student(model_dir: str | Path, config: PretrainConfig, seed: int = 
         torch.set_num_threads(num_threads)
     rng = random.Random(f"stopwise-pretrain/{seed}")
     texts = [drill(rng, config.max_steps_per_document) if rng.random() < config.drill_share
+             else level_document(rng, config.max_steps_per_document, config.level_checks)
+             if config.level_share and rng.random() < config.level_share
              else document(rng, config.max_steps_per_document, max_checks=config.max_checks)
              for _ in range(config.steps * config.batch_size)]
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    # level documents are chat turns: rendered as SFT will render them (every token in the loss)
+    texts = [t if isinstance(t, str) else tokenizer.apply_chat_template(t, tokenize=False).rstrip("\n")
+             for t in texts]
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     args = SFTConfig(
         output_dir=str(model_dir / "pretrain"),

@@ -56,6 +56,7 @@ from stopwise.world.problems import (
 
 # The answer turn opens with it; budget forcing forces it after a cut (s1's "Final Answer:").
 ANSWER_LEAD = "The final value of x is \\boxed{"
+LEVEL_RULES = ("checks", "length")
 CHECK_OPENERS = ("Wait, let me check each step carefully.", "Hmm, let me redo the steps carefully.")
 
 
@@ -106,6 +107,19 @@ class TeacherConfig:
                   "number of steps (`stopwise.supervision.build_level_tagged`), the level-tagged "
                   "SFT of SPEC Supervision (b). random_level_share + level_share <= 1."},
     )
+    level_rule: str = field(
+        default="length",
+        metadata={"help": "How a level-tagged prompt's trace gets its level: 'checks' rewrites the "
+                  "trace's re-verifications to the level's count (level_checks; a corrected "
+                  "conclusion is still checked once more), so the level alone decides where the "
+                  "trace stops; 'length' keeps the coin's trace and tags it by the tercile of its "
+                  "thinking tokens among traces of the same number of steps (the coin makes "
+                  "that tag mostly noise: 6-step traces nearly all have max_checks checks)."},
+    )
+    level_checks: dict[str, int] = field(
+        default_factory=lambda: {"short": 1, "medium": 2, "long": 4},
+        metadata={"help": "level_rule 'checks': re-verifications of a trace at each level."},
+    )
 
     def __post_init__(self):
         for name in ("slip_rate", "p_no_check", "continue_base",
@@ -121,6 +135,17 @@ class TeacherConfig:
             raise ValueError(f"TeacherConfig.verbosity must be >= 0, got {self.verbosity}")
         if self.max_checks < 0:
             raise ValueError(f"TeacherConfig.max_checks must be >= 0, got {self.max_checks}")
+        if self.level_rule not in LEVEL_RULES:
+            raise ValueError(f"TeacherConfig.level_rule must be one of {', '.join(LEVEL_RULES)}, "
+                             f"got {self.level_rule!r}")
+        levels = set(self.prompt.level_instructions)
+        if set(self.level_checks) != levels:
+            raise ValueError(f"TeacherConfig.level_checks must give a count for each level "
+                             f"({', '.join(sorted(levels))}), got {sorted(self.level_checks)}")
+        for level, n in self.level_checks.items():
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max(1, self.max_checks):
+                raise ValueError(f"TeacherConfig.level_checks[{level!r}] must be an integer in "
+                                 f"[1, max_checks], got {n!r}")
 
 
 @dataclass
@@ -131,6 +156,7 @@ class Trace:
     segments: list[tuple[str, str]]
     n_checks: int
     n_slips: int  # hasty-pass slips (each caught by the first check, when there is one)
+    hasty_answer: int | None = None  # the hasty pass's conclusion
 
     @property
     def thinking(self) -> str:
@@ -219,18 +245,27 @@ def write_trace(
     config = config or TeacherConfig()
     rng = rng or random.Random(problem.key())
     core, hasty = hasty_pass(problem, rng, config.slip_rate)
-    segments = [("core", core)]
     n_checks = number_of_checks(problem, config, rng)
-    corrected = n_checks > 0 and hasty[-1] != problem.answer
-    if corrected and n_checks == 1 and config.max_checks >= 2:
-        n_checks = 2  # a corrected conclusion is checked once more
-    for i in range(n_checks):
-        segments.append(("check", check(problem, rng, hasty[-1] if i == 0 else problem.answer)))
-    final = problem.answer if n_checks else hasty[-1]
-    segments.append(("answer", f"{ANSWER_LEAD}{final}}}."))
     n_slips = sum(1 for i, (op, k) in enumerate(problem.steps)
                   if hasty[i + 1] != raw_result(hasty[i], op, k) % MODULUS)
-    return Trace(problem=problem, segments=segments, n_checks=n_checks, n_slips=n_slips)
+    trace = Trace(problem=problem, segments=[("core", core)], n_checks=0, n_slips=n_slips,
+                  hasty_answer=hasty[-1])
+    return with_checks(trace, n_checks, rng, config.max_checks)
+
+
+def with_checks(trace: Trace, n_checks: int, rng: random.Random, max_checks: int = 4) -> Trace:
+    """`trace`'s hasty pass followed by `n_checks` re-verifications (two at least after a
+    corrected conclusion, when max_checks allows) and the answer."""
+    problem, concluded = trace.problem, trace.hasty_answer
+    corrected = n_checks > 0 and concluded != problem.answer
+    if corrected and n_checks == 1 and max_checks >= 2:
+        n_checks = 2  # a corrected conclusion is checked once more
+    segments = [s for s in trace.segments if s[0] == "core"]
+    for i in range(n_checks):
+        segments.append(("check", check(problem, rng, concluded if i == 0 else problem.answer)))
+    final = problem.answer if n_checks else concluded
+    segments.append(("answer", f"{ANSWER_LEAD}{final}}}."))
+    return replace(trace, segments=segments, n_checks=n_checks)
 
 
 def make_traces(
@@ -278,7 +313,7 @@ def write_traces(
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
     records = [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)]
     tagged = records
-    if config.level_share > 0:
+    if config.level_share > 0 and config.level_rule == "length":
         from stopwise.supervision.builders import build_level_tagged
 
         if tokenizer is None:
@@ -294,6 +329,10 @@ def write_traces(
         u = level_rng.random()
         if u < config.random_level_share:
             plain = trace_record(trace, plain["id"], replace(config.prompt, level=level_rng.choice(levels)))
+        elif u < config.random_level_share + config.level_share and config.level_rule == "checks":
+            level = level_rng.choice(levels)
+            trace = with_checks(trace, config.level_checks[level], level_rng, config.max_checks)
+            plain = {**trace_record(trace, plain["id"], replace(config.prompt, level=level)), "level": level}
         elif u < config.random_level_share + config.level_share:
             plain = {**plain, "messages": by_length["messages"], "level": by_length["level"]}
         out.append(plain)
