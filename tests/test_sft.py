@@ -308,10 +308,11 @@ def test_build_level_tagged():
 
 def test_data_cli_writes_sft_ready_traces(tmp_path, capsys):
     from stopwise.cli import main
-    from stopwise.world import build_student
+    from stopwise.world import build_student, build_world_tokenizer
     from stopwise.world.teacher import write_traces as write_world_traces
 
-    source = write_world_traces(tmp_path / "traces.jsonl", 30, 2, TeacherConfig(level_share=0.75))
+    source = write_world_traces(tmp_path / "traces.jsonl", 30, 2, TeacherConfig(level_share=0.75),
+                                tokenizer=build_world_tokenizer())
     student = build_student(tmp_path / "student", hidden_size=32, intermediate_size=64)
     out = tmp_path / "tagged.jsonl"
     assert main(["data", "level-tagged", str(source), "--tokenizer", str(student), "--out", str(out)]) == 0

@@ -246,12 +246,15 @@ def test_student_loads_with_its_own_tokenizer(tmp_path):
         StudentConfig(num_kv_heads=2)
 
 
-def test_level_sentences_state_the_length_of_the_trace(tmp_path):
+def test_level_sentences_state_the_length_of_the_trace(tmp_path, tokenizer):
     from stopwise.world.teacher import write_traces
 
     plain = [json.loads(line) for line in write_traces(tmp_path / "a.jsonl", 600, 3).open()]
     mixed = [json.loads(line) for line in write_traces(
-        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5, level_rule="length")).open()]
+        tmp_path / "b.jsonl", 600, 3, TeacherConfig(level_share=0.5, level_rule="length"),
+        tokenizer=tokenizer).open()]
+    with pytest.raises(ValueError, match="tokenizer that counts thinking tokens"):
+        write_traces(tmp_path / "c.jsonl", 10, 3, TeacherConfig(level_share=0.5, level_rule="length"))
     # the assistant turns are the same, about half of the user turns gain a level sentence
     assert [r["messages"][1] for r in plain] == [r["messages"][1] for r in mixed]
     tagged = []

@@ -246,6 +246,7 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
     prompt = PromptConfig(instruction=config.instruction)
     fmt = TraceFormat(think_start=config.think_start, eot=config.eot, prompt=prompt)
     if config.data == WORLD_DATA:
+        from stopwise.world.student import build_world_tokenizer
         from stopwise.world.teacher import TeacherConfig
         from stopwise.world.teacher import write_traces as write_world_traces
 
@@ -263,7 +264,8 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
                 "use another out"
             )
         if stale or not path.exists():
-            write_world_traces(path, config.world_traces, config.seed, teacher)
+            write_world_traces(path, config.world_traces, config.seed, teacher,
+                               tokenizer=build_world_tokenizer() if teacher.level_share else None)
             settings_path.write_text(json.dumps(settings, indent=1))
         return load_traces(path, fmt, limit=config.limit)
     return load_traces(config.data, fmt, limit=config.limit)

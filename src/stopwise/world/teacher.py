@@ -306,8 +306,8 @@ def write_traces(
 ) -> Path:
     """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`).
 
-    `tokenizer` counts thinking tokens for the level terciles (`level_share`); default: the
-    world tokenizer.
+    `tokenizer` counts thinking tokens for the level terciles (needed with `level_share`: the
+    world tokenizer, `stopwise.world.build_world_tokenizer()`).
     """
     config = config or TeacherConfig()
     traces = make_traces(n, seed, config, split, min_steps, max_steps)
@@ -316,10 +316,9 @@ def write_traces(
     if config.level_share > 0 and config.level_rule == "length":
         from stopwise.supervision.builders import build_level_tagged
 
-        if tokenizer is None:
-            from stopwise.world.student import build_world_tokenizer
-
-            tokenizer = build_world_tokenizer()
+        if tokenizer is None:  # the student module builds it from traces: it cannot be made here
+            raise ValueError("write_traces: level_share > 0 (level_rule length) needs the tokenizer that counts thinking "
+                             "tokens for the level terciles (stopwise.world.build_world_tokenizer())")
         tagged = build_level_tagged(records, tokenizer, prompt=config.prompt, group_key="difficulty")
     # A generator of its own: the traces are the same whatever the share of level sentences.
     level_rng = random.Random(f"stopwise-levels/{seed}")
