@@ -46,7 +46,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig
+from stopwise.prompts import PromptConfig
 from stopwise.world.problems import (
     DEFAULT_MAX_STEPS,
     random_problem,
@@ -54,7 +54,14 @@ from stopwise.world.problems import (
     step_label,
     step_op,
 )
-from stopwise.world.teacher import TeacherConfig, careful_line, conclusion, with_checks, write_trace
+from stopwise.world.teacher import (
+    DEFAULT_LEVEL_CHECKS,
+    TeacherConfig,
+    careful_line,
+    conclusion,
+    with_checks,
+    write_trace,
+)
 
 DONE_FILE = "pretrain.json"
 
@@ -82,8 +89,9 @@ class PretrainConfig:
                   "stop is decided; see the module notes for what it measured)."},
     )
     level_checks: dict[str, int] = field(
-        default_factory=lambda: {"short": 1, "medium": 2, "long": 4},
-        metadata={"help": "Re-verifications of a level document's trace at each level."},
+        default_factory=lambda: dict(DEFAULT_LEVEL_CHECKS),
+        metadata={"help": "Re-verifications of a level document's trace at each level (checked as "
+                  "TeacherConfig.level_checks)."},
     )
     max_steps_per_document: int = field(
         default=3,
@@ -98,11 +106,10 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.drill_share must be in [0, 1], got {self.drill_share}")
         if not 0 <= self.level_share <= 1:
             raise ValueError(f"PretrainConfig.level_share must be in [0, 1], got {self.level_share}")
-        unknown = set(self.level_checks) - set(DEFAULT_LEVEL_INSTRUCTIONS)
-        if unknown or not self.level_checks or any(
-                isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4 for n in self.level_checks.values()):
-            raise ValueError("PretrainConfig.level_checks must map levels "
-                             f"({', '.join(DEFAULT_LEVEL_INSTRUCTIONS)}) to counts in 1..4, got {self.level_checks}")
+        try:  # the teacher writes the level documents: its rule for level_checks
+            TeacherConfig(level_checks=self.level_checks)
+        except ValueError as err:
+            raise ValueError(f"PretrainConfig.level_checks: {err}") from None
         if not 1 <= self.max_steps_per_document <= DEFAULT_MAX_STEPS:
             raise ValueError(f"PretrainConfig.max_steps_per_document must be in 1..{DEFAULT_MAX_STEPS}, "
                              f"got {self.max_steps_per_document}")
@@ -143,7 +150,7 @@ def level_document(rng: random.Random, max_steps: int, level_checks: dict[str, i
     prompt stating a level (uniform), the teacher's trace re-verified level_checks[level] times
     (`TeacherConfig.level_rule` 'checks')."""
     level = rng.choice(sorted(level_checks))
-    teacher = TeacherConfig(level_share=1.0, level_rule="checks", level_checks=dict(level_checks))
+    teacher = TeacherConfig()
     trace = write_trace(random_problem(rng, rng.randint(1, max_steps)), teacher, rng)
     trace = with_checks(trace, level_checks[level], rng, teacher.max_checks)
     return trace.messages(PromptConfig(level=level))

@@ -57,6 +57,7 @@ from stopwise.world.problems import (
 # The answer turn opens with it; budget forcing forces it after a cut (s1's "Final Answer:").
 ANSWER_LEAD = "The final value of x is \\boxed{"
 LEVEL_RULES = ("checks", "length")
+DEFAULT_LEVEL_CHECKS = {"short": 1, "medium": 2, "long": 4}  # level_rule 'checks'
 CHECK_OPENERS = ("Wait, let me check each step carefully.", "Hmm, let me redo the steps carefully.")
 
 
@@ -117,7 +118,7 @@ class TeacherConfig:
                   "that tag mostly noise: 6-step traces nearly all have max_checks checks)."},
     )
     level_checks: dict[str, int] = field(
-        default_factory=lambda: {"short": 1, "medium": 2, "long": 4},
+        default_factory=lambda: dict(DEFAULT_LEVEL_CHECKS),
         metadata={"help": "level_rule 'checks': re-verifications of a trace at each level."},
     )
 
