@@ -247,3 +247,33 @@ def test_rewards_count_tokens_as_the_evaluation(qwen_text, qwen_r1, style):
         assert logged["thinking_tokens/all"][k] == start
         assert logged["thinking_tokens/all"][k] + (end - start) + logged["answer_tokens/all"][k] == len(row)
     assert logged["accuracy/all"] == [1.0] * len(ids)  # every completion has its delimiter (require_eot)
+
+
+@pytest.mark.parametrize("style", ["text", "added_token"])
+@pytest.mark.parametrize("complete_eot", [True, False])
+def test_observe_fast_path_changes_nothing(qwen_text, qwen_r1, style, complete_eot):
+    """`observe` skips most of its work for tokens that can only add a thinking token; on
+    streams dense in delimiter pieces, merged ones, EOS and a budget-forcing queue, every state
+    after every token equals the full path's (the fast path disabled: every token eventful)."""
+    import random
+
+    tok = qwen_text if style == "text" else qwen_r1
+    fmt = detect_thinking_format(tok)
+    kw = dict(text_delimiter=fmt.text_delimiter, complete_eot=complete_eot, num_ignore=2,
+              ignore_token_ids=tok.encode("Wait", add_special_tokens=False), eos_token_ids=[tok.eos_token_id])
+    fast, full = StopPolicy(fmt.eot_ids, **kw), StopPolicy(fmt.eot_ids, **kw)
+    full._eventful = set(range(len(tok)))
+    pieces = sorted({i for text in COMPLETIONS for i in qwen_text.encode(text, add_special_tokens=False)}
+                    | set(fmt.eot_ids) | {tok.eos_token_id})
+    rng = random.Random(0)
+    for _ in range(200):
+        a, b = fast.new_state(), full.new_state()
+        for _ in range(rng.randint(1, 40)):
+            if rng.random() < 0.1:  # what an ignored stop queues
+                a.forced.extend(fast.ignore_ids)
+                b.forced.extend(full.ignore_ids)
+            t = rng.choice(pieces) if rng.random() < 0.7 else rng.randrange(len(tok))
+            fast.observe(a, t)
+            full.observe(b, t)
+            assert (a.as_dict(), a.n_observed, a.tail, list(a.forced), a.eot_matched) == \
+                (b.as_dict(), b.n_observed, b.tail, list(b.forced), b.eot_matched)

@@ -280,6 +280,14 @@ class StopPolicy:
         self.e = self.eot_ids[0]
         self._close_ids = self.eot_ids + self.answer_prefix_ids
         self._all_ids = set(self.eot_ids) | set(self.ignore_ids) | set(self.answer_prefix_ids)
+        # tokens whose observation while thinking (nothing forced, no delimiter bytes pending)
+        # does more than count one thinking token: the stop token, EOS, and tokens holding the
+        # delimiter's first byte. Every other token takes observe's fast path (the engines
+        # observe every token of every sequence, in Python).
+        self._eventful = {self.e} | set(self.eos_ids)
+        if text_delimiter is not None:
+            first = text_delimiter.eot[:1]
+            self._eventful.update(i for i, piece in enumerate(text_delimiter.token_bytes) if first in piece)
 
     # -- description --------------------------------------------------------------------------
 
@@ -302,6 +310,9 @@ class StopPolicy:
     def observe(self, s: SequenceState, tok: int) -> None:
         """Update `s` with the token just generated (sampled or forced)."""
         s.n_observed += 1
+        if s.phase == Phase.THINKING and not s.forced and not s.tail[0] and tok not in self._eventful:
+            s.n_thinking += 1  # what the full path below does for such a token
+            return
         if s.phase == Phase.DONE:
             return
         if s.forced:

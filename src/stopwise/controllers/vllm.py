@@ -272,14 +272,14 @@ class _Row:
                 self.ranks.pop()
         self.undo = None
         self.ranked = False
-        for tok in self.out[self.state.n_observed:n]:
-            tok = int(tok)
-            if self.policy is not None:
-                self.policy.observe(self.state, tok)
+        state, policy, recorder = self.state, self.policy, self.recorder
+        for tok in self.out[state.n_observed:n]:
+            if policy is not None:
+                policy.observe(state, tok)
             else:
-                self.state.n_observed += 1
-            if self.recorder is not None:
-                self.recorder.observe(self.rec_state, tok)
+                state.n_observed += 1
+            if recorder is not None:
+                recorder.observe(self.rec_state, tok)
         self.stepped_at = n
 
 
@@ -405,6 +405,7 @@ class StopwiseLogitsProcessor(LogitsProcessor):
                 self.rows[i].ranked = True
         for policy, idx in groups.values():
             rows = [self.rows[i] for i in idx]
+            states = [r.state for r in rows]
             if policy.ignores:  # a stop decision changes the state: keep how to undo it
                 for r in rows:
                     g = r.state.generator
@@ -420,7 +421,7 @@ class StopwiseLogitsProcessor(LogitsProcessor):
             # on raw logits with the temperature given (SPEC's order, the HF engine's result)
             tau = taus.pop() if len(taus) == 1 else torch.tensor(
                 [r.tau for r in rows], dtype=sub.dtype, device=sub.device).unsqueeze(1)
-            new = policy.step_batch([r.state for r in rows], sub, temperature=tau)
+            new = policy.step_batch(states, sub, temperature=tau)
             if isinstance(index, torch.Tensor):  # a gathered copy: write it back
                 logits[index] = new
         return logits
