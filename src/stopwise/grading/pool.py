@@ -7,8 +7,11 @@ comparison runs in a worker process, in that process's main thread, where
 
 * a SIGALRM interval timer stops a task after `timeout` seconds (the soft timeout), and
 * the parent kills the worker if no result came `timeout + grace` seconds after the task
-  started (the hard timeout: code stuck in C never sees a signal handler), then starts a
-  replacement. The task counts as failed; the others of its batch are sent again.
+  was sent (the hard timeout: code stuck in C never sees a signal handler); the task counts
+  as failed, and a replacement starts when that worker's next task comes.
+
+A call hands each worker one task at a time, from a thread of its own per worker: the
+kill-and-replace is that thread's, so no task waits on another's deadline.
 
 So a call returns in at most about `timeout + grace` per task, from any thread or process,
 and never hangs. Workers are plain subprocesses of `sys.executable` (a fresh interpreter,
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import os
 import signal
 import socket
@@ -32,10 +34,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 WORKER_FILE = Path(__file__).with_name("_worker.py")
@@ -91,10 +92,6 @@ def default_grace(timeout: float) -> float:
 class _Worker:
     proc: subprocess.Popen
     conn: Connection
-    started: float
-    ready: bool = False
-    inflight: deque = field(default_factory=deque)  # keys of the tasks sent, in order
-    deadline: float | None = None  # when the task now running must have answered
 
     def kill(self) -> None:
         # The worker leads its own process group (start_new_session): take anything it
@@ -117,7 +114,10 @@ class GradingPool:
 
     `run(tasks, timeout)` takes `(spec, args)` pairs, where `spec` is "module:function" (or
     ":name" for a function of the worker module, e.g. ":grade_texts"), and returns one
-    `TaskResult` per task, in order. Thread-safe (calls are serialised).
+    `TaskResult` per task, in order. Each worker has a thread of the call that hands it one
+    task at a time and waits `timeout + grace` seconds for the answer: none, and the worker is
+    killed and replaced (that task "timeout"); a worker that dies costs its task only ("crash").
+    Thread-safe (calls are serialised).
     """
 
     def __init__(self, workers: int | None = None, start_timeout: float = 120.0,
@@ -128,23 +128,19 @@ class GradingPool:
         self.start_timeout = start_timeout
         self.max_start_failures = max_start_failures
         self.pid = os.getpid()
-        self._workers: list[_Worker] = []
+        self._workers: list[_Worker | None] = []
         self._lock = threading.RLock()
-        self._start_failures = 0
+        self._count = threading.Lock()
         self.n_killed = 0  # workers killed for overrunning the hard timeout
         self.n_crashed = 0  # workers that died on their own while busy
         self.n_started = 0
 
-    # -- process management ------------------------------------------------------------
     def _spawn(self) -> _Worker:
         parent_sock, child_sock = socket.socketpair()
         try:
-            env = dict(os.environ)
             proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(WORKER_FILE), str(child_sock.fileno())],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
+                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, env=dict(os.environ),
                 start_new_session=True,  # terminal signals are the parent's to handle
             )
         except BaseException:
@@ -152,40 +148,41 @@ class GradingPool:
             child_sock.close()
             raise
         child_sock.close()
-        self.n_started += 1
-        return _Worker(proc=proc, conn=Connection(parent_sock.detach()), started=time.monotonic())
+        with self._count:
+            self.n_started += 1
+        return _Worker(proc=proc, conn=Connection(parent_sock.detach()))
 
-    def _replace(self, w: _Worker, need: bool) -> None:
-        w.kill()
-        self._workers.remove(w)
-        if need:
-            self._workers.append(self._spawn())
-
-    def _start_failed(self, w: _Worker, why: str) -> None:
-        self._start_failures += 1
-        code = w.proc.poll()
-        w.kill()
-        self._workers.remove(w)
-        if self._start_failures >= self.max_start_failures:
-            raise GradingError(
-                f"the grading worker failed to start {self._start_failures} times ({why}, exit code "
-                f"{code}); check that math-verify imports in {sys.executable} (its error is on stderr)"
-            )
-        self._workers.append(self._spawn())
+    def _ready(self) -> _Worker:
+        """A started worker that has said it is ready (its imports done)."""
+        why, code = "", None
+        for _ in range(self.max_start_failures):
+            w = self._spawn()
+            why = f"not ready after {self.start_timeout:.0f} s"
+            try:
+                if w.conn.poll(self.start_timeout) and w.conn.recv()[0] == "ready":
+                    return w
+            except (EOFError, OSError):
+                why = "it exited"
+            code = w.proc.poll()
+            w.kill()
+        raise GradingError(
+            f"the grading worker failed to start {self.max_start_failures} times ({why}, exit code {code}); check "
+            f"that math-verify imports in {sys.executable} (its error is on stderr)"
+        )
 
     def close(self) -> None:
         with self._lock:
-            for w in self._workers:
+            workers = [w for w in self._workers if w is not None]
+            for w in workers:
                 with contextlib.suppress(OSError):
                     w.conn.send(None)
             end = time.monotonic() + 1.0
-            for w in self._workers:
+            for w in workers:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     w.proc.wait(timeout=max(0.0, end - time.monotonic()))
                 w.kill()
             self._workers = []
 
-    # -- running ---------------------------------------------------------------------
     def run(self, tasks: Sequence[tuple[str, tuple]], timeout: float,
             grace: float | None = None) -> list[TaskResult]:
         if not timeout or timeout <= 0:
@@ -193,92 +190,48 @@ class GradingPool:
         if os.getpid() != self.pid:
             raise GradingError("this grading pool belongs to another process (forked); use get_pool()")
         hard = timeout + (default_grace(timeout) if grace is None else grace)
-        with self._lock:
-            return self._run(list(tasks), float(timeout), hard)
+        tasks = list(tasks)
+        results: list[TaskResult | None] = [None] * len(tasks)
+        todo = iter(range(len(tasks)))  # next() on it is atomic: the drivers share it
+        errors: list[BaseException] = []
 
-    def _run(self, tasks: list[tuple[str, tuple]], soft: float, hard: float) -> list[TaskResult]:
-        n = len(tasks)
-        results: list[TaskResult | None] = [None] * n
-        pending: deque[int] = deque(range(n))
-        remaining = n
-        while remaining:
-            # keep enough workers for the work left (one per busy worker or pending chunk)
-            want = min(self.n_workers, len(pending) + sum(1 for w in self._workers if w.inflight))
-            while len(self._workers) < want:
-                self._workers.append(self._spawn())
-            now = time.monotonic()
-            # hand out work to idle ready workers
-            idle = [w for w in self._workers if w.ready and not w.inflight]
-            for w in idle:
-                if not pending:
-                    break
-                busy_or_ready = max(1, sum(1 for x in self._workers if x.ready))
-                size = max(1, min(64, math.ceil(len(pending) / (2 * busy_or_ready))))
-                keys = [pending.popleft() for _ in range(min(size, len(pending)))]
-                try:
-                    w.conn.send(([(k, tasks[k][0], tuple(tasks[k][1])) for k in keys], soft))
-                except (OSError, ValueError):
-                    pending.extendleft(reversed(keys))
-                    self.n_crashed += 1
-                    self._replace(w, need=True)
-                    continue
-                w.inflight.extend(keys)
-                w.deadline = now + hard
-            # wait for answers, starts, or the next deadline
-            limits = [w.deadline for w in self._workers if w.inflight and w.deadline is not None]
-            limits += [w.started + self.start_timeout for w in self._workers if not w.ready]
-            wait_for = max(0.0, min(limits) - now) if limits else 1.0
-            conns = {w.conn: w for w in self._workers}
-            for conn in wait(list(conns), timeout=wait_for):
-                w = conns[conn]
-                while True:  # drain everything already sent
-                    try:
-                        if not conn.poll():
-                            break
-                        msg = conn.recv()
-                    except (EOFError, OSError):
-                        msg = EOFError
-                    if msg is EOFError:
-                        if not w.ready:
-                            self._start_failed(w, "it exited")
-                        else:
-                            if w.inflight:
-                                k = w.inflight.popleft()
-                                results[k] = TaskResult("crash")
-                                remaining -= 1
-                                self.n_crashed += 1
-                                pending.extendleft(reversed(w.inflight))
-                                w.inflight.clear()
-                            self._replace(w, need=bool(pending))
-                        break
-                    if msg[0] == "ready":
-                        w.ready = True
-                        self._start_failures = 0
-                        continue
-                    k, status, value = msg
-                    if w.inflight and w.inflight[0] == k:
-                        w.inflight.popleft()
-                    elif k in w.inflight:  # pragma: no cover - protocol keeps order
-                        w.inflight.remove(k)
-                    if results[k] is None:
-                        results[k] = TaskResult(status, value)
-                        remaining -= 1
-                    w.deadline = time.monotonic() + hard if w.inflight else None
-            # enforce the deadlines
-            now = time.monotonic()
-            for w in list(self._workers):
-                if w.inflight and w.deadline is not None and now >= w.deadline:
-                    k = w.inflight.popleft()
-                    if results[k] is None:
-                        results[k] = TaskResult("timeout")
-                        remaining -= 1
-                    pending.extendleft(reversed(w.inflight))
-                    w.inflight.clear()
-                    self.n_killed += 1
-                    self._replace(w, need=True)  # replacement starts now, ready for the next call
-                elif not w.ready and now >= w.started + self.start_timeout:
-                    self._start_failed(w, f"not ready after {self.start_timeout:.0f} s")
+        def drive(slot: int) -> None:
+            try:
+                for k in todo:
+                    results[k] = self._one(slot, tasks[k], float(timeout), hard)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+                errors.append(err)
+
+        with self._lock:
+            n = min(self.n_workers, len(tasks))
+            self._workers += [None] * (n - len(self._workers))
+            drivers = [threading.Thread(target=drive, args=(slot,), daemon=True) for slot in range(n)]
+            for t in drivers:
+                t.start()
+            for t in drivers:
+                t.join()
+        if errors:
+            raise errors[0]
         return results  # type: ignore[return-value]
+
+    def _one(self, slot: int, task: tuple[str, tuple], soft: float, hard: float) -> TaskResult:
+        """One task on worker `slot` (started first if it has none)."""
+        w = self._workers[slot] or self._ready()
+        self._workers[slot] = w
+        spec, args = task
+        try:
+            w.conn.send(([(0, spec, tuple(args))], soft))
+            if w.conn.poll(hard):
+                _, status, value = w.conn.recv()
+                return TaskResult(status, value)
+            outcome, counter = TaskResult("timeout"), "n_killed"
+        except (EOFError, OSError, ValueError):
+            outcome, counter = TaskResult("crash"), "n_crashed"
+        with self._count:
+            setattr(self, counter, getattr(self, counter) + 1)
+        w.kill()
+        self._workers[slot] = None  # replaced when it is next needed
+        return outcome
 
 
 _POOL: GradingPool | None = None
