@@ -251,3 +251,34 @@ def test_special_token_delimiter_is_graded_from_ids(tiny_model_dir):
                                  grader=boxed_grader, tokenizer=tok)
     assert plain(completions=[trl_text], completion_ids=cids, answer=["4"]) == [0.0]
     assert from_ids(completions=[trl_text], completion_ids=cids, answer=["4"]) == [1.0]
+
+
+def test_factories_doc_examples_hold():
+    """The formulas in the factories' docstrings are checked examples (TRL's reward style)."""
+    import doctest
+
+    import stopwise.rewards.correctness as correctness
+    import stopwise.rewards.length as length
+
+    for module in (length, correctness):
+        result = doctest.testmod(module)
+        assert result.attempted >= 2 and result.failed == 0, module.__name__
+
+
+def test_rewards_pickle_and_give_the_same_rewards():
+    """GRPO's reward workers and multi-process launches pickle the reward functions."""
+    import pickle
+
+    from stopwise.rewards import get_correctness_reward, get_length_penalized_reward
+
+    kw = dict(eot="</think>", eos_token_ids=[EOS], grader=boxed_grader)
+    columns = dict(completions=[RIGHT, WRONG, RIGHT], completion_ids=[ids(20), ids(40), ids(CAP, eos=False)],
+                   answer=["4"] * 3, level=["short", "medium", "long"])
+    for reward in (get_correctness_reward(max_completion_length=CAP, **kw),
+                   get_length_penalized_reward(CAP, **kw),
+                   get_length_penalized_reward(CAP, budgets={"short": 10, "medium": 20, "long": 50},
+                                               form="budget", **kw)):
+        copy = pickle.loads(pickle.dumps(reward))
+        assert copy.__name__ == reward.__name__
+        assert copy(**columns) == reward(**columns)
+    assert get_length_penalized_reward(CAP, **kw)(**columns) == [1 - 0.6 * 0.2, -0.3 * 0.4, -0.1]

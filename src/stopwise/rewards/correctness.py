@@ -16,8 +16,27 @@ from stopwise.rewards.base import (
 from stopwise.thinking import R1_EOT
 
 
+def get_correctness_reward(eot: str | None = R1_EOT, **options) -> CorrectnessReward:
+    r"""Correctness: `c = 1` if the completion's final answer (after `eot`) is the gold answer
+    (column `answer`), else `0`; a completion without the delimiter scores 0, and one cut at the
+    cap counts only with a `\boxed{}` after it. `options`: `CorrectnessReward`'s (its doc says
+    what each does).
+
+    Example:
+
+    >>> def grader(texts, golds, eot):  # a stand-in for math-verify
+    ...     return [t.endswith(g) for t, g in zip(texts, golds)]
+    >>> reward = get_correctness_reward(max_completion_length=10, eos_token_ids=[0], grader=grader)
+    >>> reward(completions=["4</think>4", "5</think>5", "4</think>4", "4"],
+    ...        completion_ids=[[7, 0], [7, 0], [7] * 10, [7, 0]], answer=["4"] * 4)
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    return CorrectnessReward(eot, **options)
+
+
 class CorrectnessReward:
-    """`c = 1` if the completion's final answer matches the gold answer, else `0`.
+    """`c = 1` if the completion's final answer matches the gold answer, else `0` (the callable
+    `get_correctness_reward` returns; picklable).
 
     - The answer is graded by `stopwise.grading` (the last `\\boxed{}` after the end-of-thinking
       delimiter `eot`, math-verify, a timeout per item); pass `grader` to replace it.

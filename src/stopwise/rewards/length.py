@@ -2,119 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS
-from stopwise.rewards.base import Grader, check_weight, log_level_metrics, require_column
+from stopwise.rewards.base import check_weight, log_level_metrics, require_column
 from stopwise.rewards.correctness import CorrectnessReward
-from stopwise.thinking import R1_EOT
 
 DEFAULT_LEVEL_WEIGHTS = {"short": 0.6, "medium": 0.3, "long": 0.1}
 FORMS = ("linear", "budget")
 
 
-class LengthPenalizedReward:
-    """Length-regularised correctness, one penalty weight per length level (SPEC, TLDR).
+def get_length_penalized_reward(max_completion_length: int, weights: Mapping[str, float] | None = None,
+                                budgets: Mapping[str, int] | None = None, form: str = "linear",
+                                **options) -> LengthPenalizedReward:
+    r"""The TLDR reward (SPEC, TLDR): correctness minus a length penalty weighted by the level.
 
-    - `form="linear"` (default): `r = c - lambda_l * min(L, L_max) / L_max`
-    - `form="budget"`: `r = c - lambda_l * max(0, min(L, L_max) - B_l) / B_l`
+        linear (default):  r = c - lambda_l * min(L, L_max) / L_max
+        budget:            r = c - lambda_l * max(0, min(L, L_max) - B_l) / B_l
 
-    where `c` is the correctness of `CorrectnessReward` (0 for a truncated completion), `L` the
-    completion's length in tokens (`len(completion_ids)`: generated tokens up to and including
-    the EOS, no padding), `L_max = max_completion_length` (the GRPO generation cap), `l` the
-    sample's level (column `level`), `lambda_l = weights[l]` (default short 0.6, medium 0.3,
-    long 0.1) and `B_l = budgets[l]` tokens. So a linear reward lies in `[-lambda_l, 1]`, and a
-    truncated completion earns `-lambda_l` (linear) or `-lambda_l * (L_max - B_l) / B_l` (budget).
+    `c`: 1 for a correct final answer, else 0, and 0 when truncated before the delimiter
+    (`get_correctness_reward`); `L`: the completion's tokens (`len(completion_ids)`, EOS
+    included); `L_max = max_completion_length` (GRPO's cap); `l`: the sample's `level` column;
+    `lambda_l = weights[l]` (default short 0.6, medium 0.3, long 0.1); `B_l = budgets[l]`.
+    A linear reward lies in `[-lambda_l, 1]`. `options`: `levels` (the level names, default the
+    weights' keys, which must then be short / medium / long) and `CorrectnessReward`'s
+    (`eot`, `eos_token_ids`, `grader`, `tokenizer`, `require_eot`, `fmt`, `log_metrics`).
+    Reads the `answer` and `level` columns; logs `accuracy/<level>`, `tokens/<level>`,
+    `truncated/<level>`, `reward/<level>` (and `/all`) through TRL's `log_metric`.
 
-    Levels: `levels` names the level set (default: the keys of `weights`, which must then be
-    among the built-in levels short / medium / long; pass `levels` to use other names). Every
-    level needs a weight (and a budget in the budget form); a name outside the set, a negative
-    or non-numeric weight, a budget <= 0, or budgets with the linear form are errors. A sample
-    whose level is not in the set raises at call time.
+    Example:
 
-    `eot`, `eos_token_ids`, `grader`, `tokenizer`, `require_eot`, `fmt`: as in `CorrectnessReward`.
-    Columns: `answer` and `level`, both required (`check_reward_columns` checks them before
-    training). With `log_metrics`, sends per-sample `accuracy/<level>`, `tokens/<level>`,
-    `truncated/<level>`, `reward/<level>` (and `.../all`) through TRL's `log_metric`.
+    >>> def grader(texts, golds, eot):  # a stand-in for math-verify
+    ...     return [t.endswith(g) for t, g in zip(texts, golds)]
+    >>> reward = get_length_penalized_reward(100, {"short": 0.5, "long": 0.1}, eos_token_ids=[0],
+    ...                                      grader=grader)
+    >>> reward(completions=["4</think>4", "4</think>4", "5</think>5"],
+    ...        completion_ids=[[7] * 19 + [0], [7] * 19 + [0], [7] * 100],
+    ...        answer=["4", "4", "4"], level=["short", "long", "short"])
+    [0.9, 0.98, -0.5]
+    >>> get_length_penalized_reward(200, {"short": 0.6}, {"short": 100}, "budget", eos_token_ids=[0],
+    ...                             grader=grader)(completions=["4</think>4"],
+    ...                             completion_ids=[[7] * 149 + [0]], answer=["4"], level=["short"])
+    [0.7]
     """
+    return LengthPenalizedReward(max_completion_length, weights, budgets, form, **options)
+
+
+class LengthPenalizedReward:
+    """The callable `get_length_penalized_reward` returns (TRL's reward signature; picklable).
+    Every setting is checked here: a level outside the set, a negative or non-numeric weight,
+    a budget <= 0, budgets with the linear form; a sample whose level is unknown raises."""
 
     required_columns: tuple[str, ...] = ("answer", "level")
 
-    def __init__(
-        self,
-        max_completion_length: int,
-        weights: Mapping[str, float] | None = None,
-        budgets: Mapping[str, int] | None = None,
-        form: str = "linear",
-        *,
-        levels: Iterable[str] | None = None,
-        eot: str | None = R1_EOT,
-        eos_token_ids: Iterable[int] | None = None,
-        grader: Grader | None = None,
-        tokenizer=None,
-        require_eot: bool = True,
-        log_metrics: bool = True,
-        name: str = "length_penalized",
-        fmt=None,
-    ):
-        if (
-            isinstance(max_completion_length, bool)
-            or not isinstance(max_completion_length, int)
-            or max_completion_length <= 0
-        ):
-            raise ValueError(
-                f"max_completion_length must be a positive integer, got {max_completion_length!r}"
-            )
+    def __init__(self, max_completion_length: int, weights: Mapping[str, float] | None = None,
+                 budgets: Mapping[str, int] | None = None, form: str = "linear", *,
+                 levels: Iterable[str] | None = None, log_metrics: bool = True,
+                 name: str = "length_penalized", **correctness):
+        if isinstance(max_completion_length, bool) or not isinstance(max_completion_length, int) \
+                or max_completion_length <= 0:
+            raise ValueError(f"max_completion_length must be a positive integer, got {max_completion_length!r}")
         if form not in FORMS:
             raise ValueError(f"unknown reward form {form!r}; choose one of {', '.join(FORMS)}")
         weights = dict(DEFAULT_LEVEL_WEIGHTS if weights is None else weights)
         if levels is None:
             levels = list(weights)
-            known = list(DEFAULT_LEVEL_INSTRUCTIONS)
-            for level in levels:
-                if level not in known:
-                    raise ValueError(
-                        f"unknown level {level!r} in the reward weights; known levels: "
-                        f"{', '.join(known)} (pass levels=... to use other names)"
-                    )
-        levels = [str(level) for level in levels]
-        if not levels:
+            unknown = [lv for lv in levels if lv not in DEFAULT_LEVEL_INSTRUCTIONS]
+            if unknown:
+                raise ValueError(f"unknown level {unknown[0]!r} in the reward weights; known levels: "
+                                 f"{', '.join(DEFAULT_LEVEL_INSTRUCTIONS)} (pass levels=... to use other names)")
+        self.levels = tuple(str(lv) for lv in levels)
+        if not self.levels:
             raise ValueError("the reward needs at least one level")
-        if len(set(levels)) != len(levels):
-            raise ValueError(f"duplicate level names: {levels}")
-        _check_keys(weights, levels, "weight")
-        self.weights = {level: check_weight(level, weights[level]) for level in levels}
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"duplicate level names: {list(self.levels)}")
+        self.weights = {lv: check_weight(lv, w) for lv, w in _per_level(weights, self.levels, "weight").items()}
+        self.budgets = None
         if form == "budget":
             if budgets is None:
-                raise ValueError(
-                    "the budget form needs a token budget per level, e.g. "
-                    "budgets={'short': 256, 'medium': 1024, 'long': 4096}"
-                )
-            _check_keys(budgets, levels, "budget")
+                raise ValueError("the budget form needs a token budget per level, e.g. "
+                                 "budgets={'short': 256, 'medium': 1024, 'long': 4096}")
             self.budgets = {}
-            for level in levels:
-                b = budgets[level]
+            for lv, b in _per_level(budgets, self.levels, "budget").items():
                 if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0:
-                    raise ValueError(f"the budget of level {level!r} must be a number > 0, got {b!r}")
-                self.budgets[level] = float(b)
+                    raise ValueError(f"the budget of level {lv!r} must be a number > 0, got {b!r}")
+                self.budgets[lv] = float(b)
         elif budgets is not None:
             raise ValueError("budgets apply to form='budget' only; drop them or set form='budget'")
-        else:
-            self.budgets = None
-        self.levels = tuple(levels)
         self.form = form
         self.max_completion_length = max_completion_length
         self.log_metrics = log_metrics
-        self.correctness = CorrectnessReward(
-            eot,
-            max_completion_length=max_completion_length,
-            eos_token_ids=eos_token_ids,
-            grader=grader,
-            tokenizer=tokenizer,
-            require_eot=require_eot,
-            log_metrics=False,
-            fmt=fmt,
-        )
+        self.correctness = CorrectnessReward(max_completion_length=max_completion_length, log_metrics=False,
+                                             **correctness)
         self.__name__ = name
 
     @property
@@ -122,19 +101,14 @@ class LengthPenalizedReward:
         return self.correctness.eot
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(form={self.form!r}, weights={self.weights}, budgets="
-            f"{self.budgets}, max_completion_length={self.max_completion_length})"
-        )
+        return (f"{type(self).__name__}(form={self.form!r}, weights={self.weights}, budgets="
+                f"{self.budgets}, max_completion_length={self.max_completion_length})")
 
     def formula(self, correct: bool, length: int, level: str) -> float:
         """The reward of one completion from its correctness, token length and level."""
         if level not in self.weights:
-            raise ValueError(
-                f"unknown level {level!r} in the data; the reward knows {', '.join(self.levels)}"
-            )
-        c = 1.0 if correct else 0.0
-        lam = self.weights[level]
+            raise ValueError(f"unknown level {level!r} in the data; the reward knows {', '.join(self.levels)}")
+        c, lam = float(bool(correct)), self.weights[level]
         length = min(max(int(length), 0), self.max_completion_length)
         if self.form == "linear":
             return c - lam * length / self.max_completion_length
@@ -146,13 +120,9 @@ class LengthPenalizedReward:
         levels = require_column(kwargs, "level", self.__name__)
         bad = sorted({repr(lv) for lv in levels if lv not in self.weights})
         if bad:
-            raise ValueError(
-                f"unknown level(s) {', '.join(bad)} in the data; the reward knows "
-                f"{', '.join(self.levels)}"
-            )
-        correct, lengths, truncated = self.correctness.score(
-            completions or [], completion_ids, answers
-        )
+            raise ValueError(f"unknown level(s) {', '.join(bad)} in the data; the reward knows "
+                             f"{', '.join(self.levels)}")
+        correct, lengths, truncated = self.correctness.score(completions or [], completion_ids, answers)
         rewards = [self.formula(ok, n, lv) for ok, n, lv in zip(correct, lengths, levels)]
         if self.log_metrics:
             log_level_metrics(kwargs, levels, correct, lengths, truncated, rewards,
@@ -160,14 +130,15 @@ class LengthPenalizedReward:
         return rewards
 
 
-def _check_keys(mapping: Mapping, levels: Sequence[str], what: str) -> None:
+def _per_level(mapping: Mapping, levels: tuple[str, ...], what: str) -> dict:
+    """`mapping` checked to hold exactly the levels' keys."""
     if not isinstance(mapping, Mapping):
         raise ValueError(f"the {what}s must be a mapping level -> value, got {mapping!r}")
     unknown = [k for k in mapping if k not in levels]
     if unknown:
-        raise ValueError(
-            f"unknown level(s) {', '.join(map(repr, unknown))} in the {what}s; levels: {', '.join(levels)}"
-        )
+        raise ValueError(f"unknown level(s) {', '.join(map(repr, unknown))} in the {what}s; "
+                         f"levels: {', '.join(levels)}")
     missing = [lv for lv in levels if lv not in mapping]
     if missing:
         raise ValueError(f"no {what} for level(s) {', '.join(missing)}")
+    return {lv: mapping[lv] for lv in levels}
