@@ -195,7 +195,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     path.write_text('{"problem": "a", "answer": "1"}\n\n{"problem": "b", "answer": \n')
     with pytest.raises(BenchmarkError) as err:
         load_benchmark(path)
-    assert "bad.jsonl" in str(err.value) and "line 3" in str(err.value)
+    assert "bad.jsonl:3: invalid JSON" in str(err.value)
     path.write_text('{"problem": "a", "answer": "1"}\n[1, 2]\n')
     with pytest.raises(BenchmarkError, match=r"bad\.jsonl: line 2 is a list"):
         load_benchmark(path)
@@ -204,7 +204,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
 def test_malformed_json_file(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('[{"problem": "a", "answer": "1"},\n {"problem": }]')
-    with pytest.raises(BenchmarkError, match=r"bad\.json: malformed JSON at line 2"):
+    with pytest.raises(BenchmarkError, match=r"bad\.json:2: invalid JSON"):
         load_benchmark(path)
     path.write_text('{"nothing": 1}')
     with pytest.raises(BenchmarkError, match=r"bad\.json: expected a list of records"):
@@ -301,3 +301,25 @@ def test_hub_records_are_normalised_like_files(tmp_path, monkeypatch):
     assert ob[0].meta["source"] == "hub:Hothan/OlympiadBench[OE_TO_maths_en_COMP]:train"
     gsm = load_benchmark("gsm8k", data_dir=tmp_path)
     assert (gsm[0].id, gsm[0].answer) == ("gsm8k/0", "1000")
+
+
+def test_one_reader_for_json_and_jsonl(tmp_path):
+    """`io.read_records`, the reader of benchmarks, traces, TLDR problems and run samples: the
+    form comes from the text, lines are counted in each form, bad JSON names file and line."""
+    from stopwise.io import RecordsError, read_records
+
+    cases = {
+        "a.json": ('[{"x": 1},\n {"x": 2}]', [(1, {"x": 1}), (2, {"x": 2})]),
+        "b.jsonl": ('{"x": 1}\n\n{"x": 2}\n', [(1, {"x": 1}), (3, {"x": 2})]),
+        "c.json": ('{"rows": [{"x": 1}, {"x": 2}]}', [(None, {"x": 1}), (None, {"x": 2})]),
+        "d.json": ('\n{"x": 1}', [(2, {"x": 1})]),
+        "e.txt": ('[]', []),
+    }
+    for name, (text, want) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert read_records(tmp_path / name, ("rows",)) == want, name
+    for name, text, line in (("f.json", '[{"x": 1},\n {"x": }]', 2), ("g.jsonl", '{"x": 1}\n{oops\n', 2),
+                             ("h.json", '[1, 2]\n\nx', 3), ("i.json", '[1, 2', 1)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(RecordsError, match=rf"{name}:{line}: invalid JSON"):
+            read_records(tmp_path / name)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stopwise.evaluation.plots import CONTROLLER_LABELS, length_histogram, pareto_plot
-from stopwise.evaluation.rundir import RunDir, write_json
+from stopwise.evaluation.rundir import RunDir
 from stopwise.evaluation.sweep import load_sweep
+from stopwise.io import write_json
 
 
 @dataclass

@@ -47,12 +47,13 @@ line (JSONL) or record (JSON), the field.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stopwise import io
 
 __all__ = [
     "BENCHMARKS",
@@ -161,55 +162,23 @@ def _read_records(path: Path) -> list[tuple[str, dict]]:
     if path.is_dir():
         raise BenchmarkError(f"benchmark path is a directory, not a JSON/JSONL file: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        pairs = io.read_records(path, _WRAPPER_KEYS)
+        listed = io.holds_json_list(path)
     except (OSError, UnicodeDecodeError) as err:
         raise BenchmarkError(f"cannot read benchmark file {path}: {err}") from err
+    except io.RecordsError as err:
+        raise BenchmarkError(str(err)) from None
+    if len(pairs) == 1 and pairs[0][0] is not None and isinstance(pairs[0][1], dict) and not listed \
+            and not any(k in pairs[0][1] for k in PROBLEM_FIELDS) and path.suffix.lower() != ".jsonl":
+        raise BenchmarkError(
+            f"{path}: expected a list of records (or an object with one of {list(_WRAPPER_KEYS)} "
+            f"holding it), got an object with keys {sorted(pairs[0][1])[:10]}")
     out: list[tuple[str, dict]] = []
-    data = None
-    if path.suffix.lower() != ".jsonl":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            # JSONL under another name: its first line is a whole record
-            first = next((ln for ln in text.splitlines() if ln.strip()), "")
-            try:
-                is_jsonl = isinstance(json.loads(first), dict)
-            except json.JSONDecodeError:
-                is_jsonl = False
-            if not is_jsonl:
-                raise BenchmarkError(
-                    f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-                ) from err
-    if data is not None:
-        if isinstance(data, dict):
-            key = next((k for k in _WRAPPER_KEYS if isinstance(data.get(k), list)), None)
-            if key is None:
-                if any(k in data for k in PROBLEM_FIELDS):  # a one-line JSONL file
-                    return [("line 1", data)]
-                raise BenchmarkError(
-                    f"{path}: expected a list of records (or an object with one of "
-                    f"{list(_WRAPPER_KEYS)} holding it), got an object with keys {sorted(data)[:10]}"
-                )
-            data = data[key]
-        if not isinstance(data, list):
-            raise BenchmarkError(f"{path}: expected a list of records, got {type(data).__name__}")
-        for i, rec in enumerate(data):
-            if not isinstance(rec, dict):
-                raise BenchmarkError(f"{path}: record {i} is a {type(rec).__name__}, expected an object")
-            out.append((f"record {i}", rec))
-        return out
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BenchmarkError(
-                f"{path}: malformed JSON on line {lineno} (column {err.colno}): {err.msg}"
-            ) from err
+    for k, (line, rec) in enumerate(pairs):
+        where = f"record {k}" if listed or line is None else f"line {line}"
         if not isinstance(rec, dict):
-            raise BenchmarkError(f"{path}: line {lineno} is a {type(rec).__name__}, expected an object")
-        out.append((f"line {lineno}", rec))
+            raise BenchmarkError(f"{path}: {where} is a {type(rec).__name__}, expected an object")
+        out.append((where, rec))
     return out
 
 

@@ -11,7 +11,8 @@ from statistics import mean, median
 
 from stopwise.evaluation.metrics import is_looping, repeated_ngram_share, thinking_text
 from stopwise.evaluation.plots import length_histogram, stop_rank_plot
-from stopwise.evaluation.rundir import RunDir, write_json
+from stopwise.evaluation.rundir import RunDir
+from stopwise.io import write_json
 
 
 def _stats(values: list[int]) -> dict | None:

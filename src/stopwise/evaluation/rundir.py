@@ -21,7 +21,7 @@ import os
 import socket
 from pathlib import Path
 
-from stopwise.io import write_json, write_jsonl  # noqa: F401  (re-exported)
+from stopwise.io import write_json
 
 
 class RunConfigMismatch(ValueError):

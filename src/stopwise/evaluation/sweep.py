@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 from stopwise.evaluation.plots import CONTROLLER_LABELS, pareto_plot
-from stopwise.evaluation.rundir import RunDir, write_json
+from stopwise.evaluation.rundir import RunDir
 from stopwise.evaluation.runner import EvalConfig, run_eval
+from stopwise.io import write_json
 
 POINT_KEYS = ("accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "tokens_per_correct")
 

@@ -13,10 +13,11 @@ Both return chat traces (dicts with `messages`, `id`, `problem`, `answer`, ...) 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from stopwise import io
+from stopwise.benchmarks import load_benchmark
 from stopwise.prompts import LEVELS, PromptConfig, user_message
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -28,14 +29,7 @@ def _read_samples(run) -> list[dict]:
             path = path / "samples.jsonl"
         if not path.is_file():
             raise FileNotFoundError(f"no samples file at {path}")
-        out = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-        return out
+        return [record for _, record in io.read_records(path)]
     return list(run)
 
 
@@ -47,14 +41,7 @@ def _problem_fields(p) -> tuple[str, str, object]:
 
 def _read_problems(problems) -> dict[str, tuple[str, object]]:
     if isinstance(problems, (str, Path)):
-        try:
-            from stopwise.benchmarks import load_benchmark
-        except ImportError:  # pragma: no cover - the benchmarks package is part of the project
-            load_benchmark = None
-        if load_benchmark is not None:
-            problems = load_benchmark(str(problems))
-        else:
-            problems = [json.loads(x) for x in Path(problems).read_text().splitlines() if x.strip()]
+        problems = load_benchmark(str(problems))
     out = {}
     for p in problems:
         pid, text, gold = _problem_fields(p)

@@ -18,11 +18,11 @@ Every loaded trace is a dict with `messages` and, when known, `id`, `problem`, `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stopwise.evaluation.rundir import write_jsonl
+from stopwise import io
+from stopwise.io import write_jsonl
 from stopwise.prompts import PromptConfig, user_message
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -152,68 +152,18 @@ def trace_from_record(record, fmt: TraceFormat | None = None) -> dict:
     return out
 
 
-def _json_records(text: str) -> list[tuple[int, object]]:
-    """(line, record) for each element of a JSON list, lines 1-based."""
-    dec = json.JSONDecoder()
-    i = 0
-    n = len(text)
-
-    def skip_ws(j):
-        while j < n and text[j] in " \t\r\n":
-            j += 1
-        return j
-
-    i = skip_ws(i)
-    if i >= n or text[i] != "[":
-        raise ValueError("a JSON trace file must hold a list of records")
-    i = skip_ws(i + 1)
-    out = []
-    if i < n and text[i] == "]":
-        return out
-    while True:
-        line = text.count("\n", 0, i) + 1
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"line {text.count(chr(10), 0, err.pos) + 1}: invalid JSON ({err.msg})") from None
-        out.append((line, obj))
-        i = skip_ws(i)
-        if i < n and text[i] == ",":
-            i = skip_ws(i + 1)
-            continue
-        if i < n and text[i] == "]":
-            return out
-        raise ValueError(f"line {text.count(chr(10), 0, i) + 1}: expected ',' or ']' in the JSON list")
-
-
 def read_records(path: str | Path) -> list[tuple[str, object]]:
-    """(where, record) pairs of a JSON or JSONL file; `where` is "file:line N" or "file, record K (line N)"."""
+    """(where, record) pairs of a JSON or JSONL file; `where` is "file:N" or "file, record K (line N)"."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trace file {path} does not exist")
-    text = path.read_text()
-    first = text.lstrip()[:1]
-    if path.suffix == ".json" or first == "[":
-        if first == "[":
-            try:
-                pairs = _json_records(text)
-            except ValueError as err:
-                raise TraceError(f"{path}: {err}") from None
-            return [(f"{path}, record {k} (line {line})", obj) for k, (line, obj) in enumerate(pairs)]
-        if first == "{":  # a single object, or JSONL with a .json name
-            try:
-                return [(f"{path}:1", json.loads(text))]
-            except json.JSONDecodeError:
-                pass
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((f"{path}:{lineno}", json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise TraceError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-    return out
+    try:
+        pairs = io.read_records(path)
+    except io.RecordsError as err:
+        raise TraceError(str(err)) from None
+    if io.holds_json_list(path):
+        return [(f"{path}, record {k} (line {line})", obj) for k, (line, obj) in enumerate(pairs)]
+    return [(f"{path}:{line}", obj) for line, obj in pairs]
 
 
 def load_traces(path: str | Path, fmt: TraceFormat | None = None, limit: int | None = None) -> list[dict]:

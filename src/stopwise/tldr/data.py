@@ -16,7 +16,6 @@ template itself opens thinking). Completions then come back as strings.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stopwise import io
 from stopwise.prompts import (
     LEVELS,
     PromptConfig,
@@ -134,22 +134,7 @@ def read_problem_file(path: str | Path, limit: int | None = None) -> list[TrainP
     `limit`: the first N usable problems.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        records = json.loads(text)
-        if isinstance(records, dict):
-            records = next((records[k] for k in ("data", "examples", "problems", "rows", "records")
-                            if isinstance(records.get(k), list)), None)
-            if records is None:
-                raise ValueError(f"{path}: a JSON object without a list of records")
-    else:
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+    records = [r for _, r in io.read_records(path, ("data", "examples", "problems", "rows", "records"))]
     problems, skipped = [], 0
     for i, record in enumerate(records):
         problem = _problem_from_record(record, i, path.stem)
