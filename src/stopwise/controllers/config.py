@@ -11,7 +11,7 @@ from stopwise.controllers.core import (
     S1_ANSWER_PREFIX,
     S1_IGNORE_STRING,
     StopPolicy,
-    check_budget,
+    check_budgets,
     check_stop_temperature,
 )
 from stopwise.controllers.hf import BudgetForcing, TemperatureScaling
@@ -93,17 +93,7 @@ class ControllerConfig:
                 f"unknown controller {self.name!r}; choose one of {', '.join(CONTROLLER_NAMES)}"
             )
         check_stop_temperature(self.stop_temperature)
-        check_budget("max_thinking_tokens", self.max_thinking_tokens)
-        check_budget("min_thinking_tokens", self.min_thinking_tokens)
-        if (
-            self.max_thinking_tokens is not None
-            and self.min_thinking_tokens is not None
-            and self.min_thinking_tokens > self.max_thinking_tokens
-        ):
-            raise ValueError(
-                f"min_thinking_tokens ({self.min_thinking_tokens}) > max_thinking_tokens "
-                f"({self.max_thinking_tokens})"
-            )
+        check_budgets(self.max_thinking_tokens, self.min_thinking_tokens)
         if isinstance(self.num_ignore, bool) or not isinstance(self.num_ignore, int) or self.num_ignore < 0:
             raise ValueError(f"num_ignore must be an integer >= 0, got {self.num_ignore!r}")
         if not isinstance(self.ignore_string, str) or not isinstance(self.answer_prefix, str):

@@ -146,6 +146,15 @@ def check_budget(name: str, value) -> int | None:
     return value
 
 
+def check_budgets(max_thinking_tokens, min_thinking_tokens) -> tuple[int | None, int | None]:
+    """The thinking cap and floor, each checked, and the floor not above the cap."""
+    cap = check_budget("max_thinking_tokens", max_thinking_tokens)
+    floor = check_budget("min_thinking_tokens", min_thinking_tokens)
+    if cap is not None and floor is not None and floor > cap:
+        raise ValueError(f"min_thinking_tokens ({floor}) > max_thinking_tokens ({cap})")
+    return cap, floor
+
+
 def check_stop_temperature(temperature) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ValueError(f"stop temperature must be a number > 0, got {temperature!r}")
@@ -250,17 +259,8 @@ class StopPolicy:
         if not self.eot_ids:
             raise ValueError("eot_token_ids is empty: the controller needs the end-of-thinking delimiter")
         self.stop_temperature = check_stop_temperature(stop_temperature)
-        self.max_thinking_tokens = check_budget("max_thinking_tokens", max_thinking_tokens)
-        self.min_thinking_tokens = check_budget("min_thinking_tokens", min_thinking_tokens)
-        if (
-            self.max_thinking_tokens is not None
-            and self.min_thinking_tokens is not None
-            and self.min_thinking_tokens > self.max_thinking_tokens
-        ):
-            raise ValueError(
-                f"min_thinking_tokens ({self.min_thinking_tokens}) > max_thinking_tokens "
-                f"({self.max_thinking_tokens})"
-            )
+        self.max_thinking_tokens, self.min_thinking_tokens = check_budgets(max_thinking_tokens,
+                                                                           min_thinking_tokens)
         if isinstance(num_ignore, bool) or not isinstance(num_ignore, int) or num_ignore < 0:
             raise ValueError(f"num_ignore must be an integer >= 0, got {num_ignore!r}")
         self.num_ignore = num_ignore

@@ -33,11 +33,7 @@ def pareto_plot(curves: list[dict], out: str | Path, points: list[dict] | None =
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def length_histogram(groups: dict[str, list[int]], out: str | Path, xlabel: str = "thinking tokens",
@@ -52,11 +48,7 @@ def length_histogram(groups: dict[str, list[int]], out: str | Path, xlabel: str 
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def stop_rank_plot(share_by_step: list[tuple[int, float, float]], out: str | Path, k: int = 5) -> Path:
@@ -70,6 +62,10 @@ def stop_rank_plot(share_by_step: list[tuple[int, float, float]], out: str | Pat
     ax.set_title("When could the model have stopped?")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def _save(fig, out: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=120)
