@@ -242,9 +242,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    config = DemoConfig(quick=args.quick, seed=args.seed, threads=args.threads, progress=not args.no_progress)
-    config.out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
-    report = run_demo(config)
+    report = run_demo(picked(args, DemoConfig))
     print(report["markdown_table"])
     print(json.dumps(report["headline"], indent=2))
     return 0
@@ -337,12 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--num-processes", type=int, help="processes of the launch (default: the accelerate config's)")
         c.set_defaults(func=cmd_check, launch_plan=launch_plan)
 
-    p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
-    p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
-    p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in well under a minute")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)",
+                       dataclass_types=[flags(DemoConfig, "DemoConfig fields (its sft and tldr overrides: from Python)")])
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)")
