@@ -7,12 +7,12 @@ import typing
 import pytest
 import yaml
 
-from stopwise.cli import EVAL_FLAGS, build_parser, eval_config, flags, main, recipe_config
+from stopwise.cli import EVAL_FLAGS, build_parser, eval_config, flags, main, picked, recipe_config
 from stopwise.controllers import ControllerConfig
 from stopwise.engines import SamplingSettings
 from stopwise.evaluation.runner import EvalConfig
 from stopwise.prompts import PromptConfig
-from stopwise.supervision import SFTRunConfig, sft_config_from_dict
+from stopwise.supervision import ImportConfig, SFTRunConfig, sft_config_from_dict
 from stopwise.tldr import TLDRConfig
 
 RUN = ["--model", "m", "--benchmark", "b", "--out", "o"]
@@ -105,3 +105,11 @@ def test_flags_leave_out_what_a_flag_cannot_spell():
     hints = typing.get_type_hints(TLDRConfig)
     tldr = {f.name for f in dataclasses.fields(flags(TLDRConfig, ""))}
     assert {n for n in hints if n not in tldr} == {"level_instructions", "level_weights", "budgets", "grpo_args"}
+
+
+def test_data_import_flags_are_import_config_fields():
+    args = parse("data", "import", "s1k.json", "--out", "t.jsonl", "--max-per-problem", "0", "--keep-correct", "grader")
+    config = picked(args, ImportConfig)
+    assert (config.source, config.out, config.keep_correct) == ("s1k.json", "t.jsonl", "grader")
+    assert config.max_per_problem is None  # 0: every trace that passes
+    assert picked(parse("data", "import", "s", "--out", "t"), ImportConfig) == ImportConfig(source="s", out="t")

@@ -47,14 +47,7 @@ from stopwise.supervision import (
     load_traces,
     write_traces,
 )
-from stopwise.supervision.importers import (
-    FORMATS,
-    KEEP_CORRECT,
-    STYLES,
-    TEACHERS,
-    ImportConfig,
-    import_traces,
-)
+from stopwise.supervision.importers import ImportConfig, import_traces
 from stopwise.supervision.sft import SFTRunConfig, run_sft
 from stopwise.supervision.sft import launch_plan as sft_launch_plan
 from stopwise.supervision.traces import TraceFormat
@@ -62,15 +55,16 @@ from stopwise.tldr.train import TLDRConfig, run_tldr
 from stopwise.tldr.train import launch_plan as tldr_launch_plan
 
 
-def flags(cls, title: str, rename: dict[str, str] | None = None):
-    """`cls`'s fields as a dataclass for HfArgumentParser to make flags of (under `title` in
-    --help), `rename`d (field: flag): the fields a flag can spell, not a nested config or a
-    mapping (a recipe or --set gives those)."""
+def flags(cls, title: str, rename: dict[str, str] | None = None, skip: tuple[str, ...] = ()):
+    """`cls`'s fields but `skip` as a dataclass for HfArgumentParser to make flags of (under
+    `title` in --help), `rename`d (field: flag): the fields a flag can spell, not a nested config
+    or a mapping (a recipe or --set gives those)."""
     hints, specs = typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if any(k is object or dataclasses.is_dataclass(k) or (typing.get_origin(k) or k) is dict for k in kinds):
+        if f.name in skip or any(k is object or dataclasses.is_dataclass(k) or (typing.get_origin(k) or k) is dict
+                                 for k in kinds):
             continue
         default = ({"default": f.default} if f.default is not dataclasses.MISSING else
                    {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {})
@@ -193,12 +187,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    config = ImportConfig(
-        source=args.source, out=args.out, format=args.format, style=args.style,
-        keep_correct=args.keep_correct, teacher=args.teacher, split=args.split, subset=args.subset,
-        limit=args.limit, max_per_problem=args.max_per_problem or None,
-        **({"instruction": args.instruction} if args.instruction is not None else {}),
-    )
+    config = picked(args, ImportConfig)
     report = import_traces(config)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     dropped = ", ".join(f"{n} {why}" for why, n in report["dropped"].items()) or "none"
@@ -295,22 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="SFT data: import public trace sets, shortest-correct-of-k, level-tagged traces")
     kinds = p.add_subparsers(dest="kind", required=True)
-    d = kinds.add_parser("import", help="a public long-CoT data set (hub id or JSON/JSONL/Parquet) as SFT traces")
+    d = kinds.add_parser("import", help="a public long-CoT data set (hub id or JSON/JSONL/Parquet) as SFT traces",
+                         dataclass_types=[flags(ImportConfig, "ImportConfig fields", skip=("source",))])
     d.add_argument("source", help="hub dataset id (e.g. simplescaling/s1K-1.1), dataset directory, or file")
-    d.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
-    d.add_argument("--format", default="auto", choices=["auto", *FORMATS],
-                   help="record format (auto: detected from the first record)")
-    d.add_argument("--style", default="r1", choices=list(STYLES),
-                   help="delimiters of the SFT recipe: r1 <think>/</think>, s1 <|im_start|>think/<|im_start|>answer")
-    d.add_argument("--keep-correct", default="none", choices=list(KEEP_CORRECT),
-                   help="keep only correct traces: flags (the data set's own, OpenR1 / s1K-1.1), grader (ours vs the gold)")
-    d.add_argument("--teacher", default="deepseek", choices=list(TEACHERS), help="s1k-1.1: whose traces")
-    d.add_argument("--split", default="train", help="split of a hub dataset")
-    d.add_argument("--subset", help="config name of a hub dataset (e.g. default for OpenR1-Math-220k)")
-    d.add_argument("--limit", type=int, help="read the first N records only")
-    d.add_argument("--max-per-problem", type=int, default=1,
-                   help="OpenR1: traces kept per problem (0: all that pass)")
-    d.add_argument("--instruction", help="sentence after the problem in built user turns (default: the eval instruction)")
     d.set_defaults(func=cmd_data)
     d = kinds.add_parser("shortest-correct", help="per problem the shortest correct of a run's k samples")
     d.add_argument("source", help="a run directory made with stopwise eval --n-samples k")
