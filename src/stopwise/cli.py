@@ -13,8 +13,8 @@
     stopwise serve    vLLM's OpenAI-compatible server with the controllers, per request
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
 
-The flags of eval, sweep, sft, tldr and check are the fields of their config dataclasses
-(`--max_new_tokens` or `--max-new-tokens`), made by transformers' HfArgumentParser.
+The flags of eval, sweep, sft, tldr, check, demo and data import are the fields of their config
+dataclasses (`--max_new_tokens` or `--max-new-tokens`), made by transformers' HfArgumentParser.
 """
 
 from __future__ import annotations
