@@ -12,125 +12,100 @@
     stopwise demo     the whole story on the demo world (CPU, no download)
     stopwise serve    vLLM's OpenAI-compatible server with the controllers, per request
     stopwise report   table, Pareto plot, histograms and an example from any runs and sweeps
+
+The flags of eval, sweep, sft, tldr, check, demo and data import are the fields of their config
+dataclasses (`--max_new_tokens` or `--max-new-tokens`), made by transformers' HfArgumentParser.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
 import sys
+import types
+import typing
+
+from transformers import HfArgumentParser
+
+from stopwise.controllers import ControllerConfig
+from stopwise.demo import DemoConfig, run_demo
+from stopwise.distributed import accelerate_launch_plan, is_main_process
+from stopwise.engines import SamplingSettings
+from stopwise.evaluation.analysis import analyze_run
+from stopwise.evaluation.regrade import regrade_run
+from stopwise.evaluation.runner import DTYPES, EvalConfig, run_eval
+from stopwise.evaluation.sweep import parse_values, plot_sweeps, run_sweep
+from stopwise.prompts import PromptConfig
+from stopwise.recipes import load_config, parse_overrides
+from stopwise.report import report_from_dirs
+from stopwise.serving import serve
+from stopwise.supervision import (
+    build_level_tagged,
+    build_shortest_correct,
+    load_traces,
+    write_traces,
+)
+from stopwise.supervision.importers import ImportConfig, import_traces
+from stopwise.supervision.sft import SFTRunConfig, run_sft
+from stopwise.supervision.sft import launch_plan as sft_launch_plan
+from stopwise.supervision.traces import TraceFormat
+from stopwise.tldr.train import TLDRConfig, run_tldr
+from stopwise.tldr.train import launch_plan as tldr_launch_plan
 
 
-def add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory or hub id")
-    p.add_argument("--benchmark", required=True, help="benchmark name or JSON/JSONL path")
-    p.add_argument("--data-dir", help="folder with benchmarks/*.jsonl (default: $STOPWISE_DATA)")
-    p.add_argument("--limit", type=int, help="first N problems only")
-    p.add_argument("--n-samples", type=int, default=1, help="samples per problem")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="generation cap")
-    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eot", help="end-of-thinking delimiter (default: detected)")
-    p.add_argument("--system-prompt")
-    p.add_argument("--instruction", help="sentence appended to each problem")
-    p.add_argument("--level", choices=["short", "medium", "long"], help="length level stated in the prompt")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--record-stop-ranks", action="store_true", help="record the delimiter's rank per thinking step")
-    p.add_argument("--engine", default="hf", choices=["hf", "vllm"],
-                   help="hf: transformers generate in static batches; vllm: vLLM, continuous batching")
-    v = p.add_argument_group("vLLM past one device (--engine vllm; checked against the devices vLLM sees)")
-    v.add_argument("--tensor-parallel-size", type=int, default=1,
-                   help="devices per engine: vLLM's tensor parallelism")
-    v.add_argument("--data-parallel-size", type=int, default=1,
-                   help="engines, each in its own process on its own devices; the samples are dealt "
-                        "out (a run directory stays one run: the same samples whatever the sizes)")
-    p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
-    p.add_argument("--no-progress", action="store_true")
-    c = p.add_argument_group("stopping controller")
-    c.add_argument("--controller", default="none", choices=["none", "ts", "budget"])
-    c.add_argument("--stop-temperature", type=float, default=1.0, help="TS: stop temperature T (>1 stops earlier)")
-    c.add_argument("--max-thinking-tokens", type=int, help="budget forcing (or a hard cap with TS)")
-    c.add_argument("--min-thinking-tokens", type=int, help="budget forcing: suppress the delimiter before this")
-    c.add_argument("--num-ignore", type=int, default=0, help="budget forcing: ignore the delimiter K times")
-    c.add_argument("--ignore-string", default="Wait", help="budget forcing: string forced instead of the delimiter")
-    c.add_argument("--answer-prefix", help="budget forcing: forced after the delimiter at the cap")
+def flags(cls, title: str, rename: dict[str, str] | None = None, skip: tuple[str, ...] = ()):
+    """`cls`'s fields but `skip` as a dataclass for HfArgumentParser to make flags of (under
+    `title` in --help), `rename`d (field: flag): the fields a flag can spell, not a nested config
+    or a mapping (a recipe or --set gives those)."""
+    hints, specs = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if f.name in skip or any(k is object or dataclasses.is_dataclass(k) or (typing.get_origin(k) or k) is dict
+                                 for k in kinds):
+            continue
+        default = ({"default": f.default} if f.default is not dataclasses.MISSING else
+                   {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {})
+        # argparse formats help with %: a literal one must be doubled
+        metadata = {**f.metadata, "help": f.metadata.get("help", "").replace("%", "%%")}
+        specs.append(((rename or {}).get(f.name, f.name), hint, dataclasses.field(metadata=metadata, **default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Flags", specs, namespace={"_argument_group_name": title})
 
 
-def controller_config(args, name: str | None = None, **override):
-    from stopwise.controllers import ControllerConfig
-
-    kwargs = dict(
-        name=name or args.controller,
-        stop_temperature=args.stop_temperature,
-        max_thinking_tokens=args.max_thinking_tokens,
-        min_thinking_tokens=args.min_thinking_tokens,
-        num_ignore=args.num_ignore,
-        ignore_string=args.ignore_string,
-    )
-    if args.answer_prefix is not None:
-        kwargs["answer_prefix"] = args.answer_prefix
-    kwargs.update(override)
-    return ControllerConfig(**kwargs)
+def picked(args, cls, **values):
+    """A `cls` of the flags named as its fields; `values` win."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)} | values)
 
 
-def eval_config(args, out: str, controller=None):
-    from stopwise.engines import SamplingSettings
-    from stopwise.evaluation.runner import EvalConfig
-    from stopwise.prompts import PromptConfig
+EVAL_FLAGS = ((EvalConfig, "run (EvalConfig)", None), (SamplingSettings, "sampling (SamplingSettings)", None),
+              (PromptConfig, "prompt (PromptConfig)", None),
+              (ControllerConfig, "stopping controller (ControllerConfig)", {"name": "controller"}))
 
-    prompt = PromptConfig(system_prompt=args.system_prompt, level=args.level)
-    if args.instruction is not None:
-        prompt.instruction = args.instruction
-    return EvalConfig(
-        model=args.model,
-        benchmark=args.benchmark,
-        out=out,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        n_samples=args.n_samples,
-        sampling=SamplingSettings(
-            temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-            max_new_tokens=args.max_new_tokens, seed=args.seed,
-        ),
-        batch_size=args.batch_size,
-        prompt=prompt,
-        eot=args.eot,
-        controller=controller or controller_config(args),
-        record_stop_ranks=args.record_stop_ranks,
-        engine=args.engine,
-        tensor_parallel_size=args.tensor_parallel_size,
-        data_parallel_size=args.data_parallel_size,
-        dtype=args.dtype,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+
+def eval_config(args, **controller) -> EvalConfig:
+    """The EvalConfig of eval's flags; `controller` settings win over the flags'. (`args.controller`
+    is ControllerConfig.name's flag: the ControllerConfig passed wins over it for EvalConfig.)"""
+    return picked(args, EvalConfig, sampling=picked(args, SamplingSettings), prompt=picked(args, PromptConfig),
+                  controller=picked(args, ControllerConfig, **{"name": args.controller, **controller}))
 
 
 def cmd_eval(args) -> int:
-    from stopwise.evaluation.runner import run_eval
-
-    summary = run_eval(eval_config(args, args.out))
+    summary = run_eval(eval_config(args))
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
     return 0
 
 
 def cmd_grade(args) -> int:
-    from stopwise.evaluation.regrade import regrade_run
-
     summary = regrade_run(args.run_dir)
     print(json.dumps({k: summary[k] for k in ("n_samples", "accuracy")}, indent=2))
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from stopwise.evaluation.sweep import parse_values, run_sweep
-
     values = parse_values(args.values, args.controller)
-    base = eval_config(args, args.out, controller=controller_config(args, name="none"))
-    sweep = run_sweep(base, args.controller, values, args.out)
+    sweep = run_sweep(eval_config(args, name="none"), args.controller, values, args.out)
     rows = [sweep["baseline"] | {"value": "none"}] + sweep["points"]
     for r in rows:
         print(f"{r['value']!s:>8}  acc={r['accuracy']:.3f}  tokens={r['mean_tokens']:.1f}  "
@@ -140,8 +115,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from stopwise.evaluation.analysis import analyze_run
-
     analysis = analyze_run(args.run_dir, k=args.top_k_stop)
     print(json.dumps({k: v for k, v in analysis.items() if k != "stop_ranks"}, indent=2))
     if analysis["stop_ranks"]:
@@ -150,53 +123,50 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from stopwise.evaluation.sweep import plot_sweeps
-
     print(plot_sweeps(args.sweep_dirs, args.out))
     return 0
 
 
-def recipe_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--config", help=f"YAML recipe ({what} fields); flags below override it")
-    p.add_argument("--model", help="model directory or hub id")
-    p.add_argument("--data", help="training data")
-    p.add_argument("--out", help="output directory (resumed when it holds a checkpoint)")
+@dataclasses.dataclass(frozen=True)
+class Unset:
+    """A recipe command's flag not given: the recipe's value stands, else the field's default."""
+
+    default: object
+
+    def __str__(self):  # --help's "(default: ...)"
+        return f"the recipe's, else {self.default!r}"
+
+
+def recipe_parser(sub, name: str, cls, **kwargs) -> argparse.ArgumentParser:
+    """A command whose config is a `cls`: from --config, then --set, then its field flags."""
+    flat = flags(cls, f"{cls.__name__} fields (each overrides the recipe and --set; the mappings through --set only)")
+    p = sub.add_parser(name, dataclass_types=[flat], **kwargs)
+    p.set_defaults(config_type=cls, **{f.name: Unset(f.default if f.default is not dataclasses.MISSING
+                                                       else f.default_factory()) for f in dataclasses.fields(flat)})
+    p.add_argument("--config", help=f"YAML recipe ({cls.__name__} fields)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe key (value parsed as YAML); repeatable")
+    return p
 
 
-def recipe_overrides(args) -> dict:
-    from stopwise.recipes import parse_overrides
+def given_flags(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(args.config_type)
+            if not isinstance(getattr(args, f.name, Unset(None)), Unset)}
 
-    overrides = parse_overrides(args.overrides)
-    for key in ("model", "data", "out"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    return overrides
+
+def recipe_config(args):
+    values = parse_overrides(args.overrides) | given_flags(args)
+    return load_config(args.config_type, args.config, values, source=args.config or "flags")
 
 
 def cmd_sft(args) -> int:
-    from stopwise.supervision.sft import load_sft_config, run_sft, sft_config_from_dict
-
-    overrides = recipe_overrides(args)
-    if args.quick:
-        overrides["quick"] = True
-    config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
-    result = run_sft(config)
+    result = run_sft(recipe_config(args))
     if is_main_process():  # one summary, not one per process of a launch
         print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_data(args) -> int:
-    from stopwise.supervision import (
-        build_level_tagged,
-        build_shortest_correct,
-        load_traces,
-        write_traces,
-    )
-    from stopwise.supervision.traces import TraceFormat
-
     if args.kind == "import":
         return cmd_data_import(args)
     if args.kind == "shortest-correct":
@@ -217,14 +187,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from stopwise.supervision.importers import ImportConfig, import_traces
-
-    config = ImportConfig(
-        source=args.source, out=args.out, format=args.format, style=args.style,
-        keep_correct=args.keep_correct, teacher=args.teacher, split=args.split, subset=args.subset,
-        limit=args.limit, max_per_problem=args.max_per_problem or None,
-        **({"instruction": args.instruction} if args.instruction is not None else {}),
-    )
+    config = picked(args, ImportConfig)
     report = import_traces(config)
     print(json.dumps(report, indent=2, ensure_ascii=False))
     dropped = ", ".join(f"{n} {why}" for why, n in report["dropped"].items()) or "none"
@@ -234,11 +197,7 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_tldr(args) -> int:
-    from stopwise.tldr.train import config_from_dict, load_recipe, run_tldr
-
-    overrides = recipe_overrides(args)
-    config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
-    summary = run_tldr(config)
+    summary = run_tldr(recipe_config(args))
     if is_main_process():
         print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2, default=float))
     return 0
@@ -246,22 +205,10 @@ def cmd_tldr(args) -> int:
 
 def cmd_check(args) -> int:
     """The launch a recipe makes, checked before any process starts."""
-    from stopwise.distributed import accelerate_launch_plan
-
-    overrides = recipe_overrides(args)
-    if args.what == "sft":
-        from stopwise.supervision.sft import launch_plan, load_sft_config, sft_config_from_dict
-
-        config = load_sft_config(args.config, overrides) if args.config else sft_config_from_dict(overrides, "flags")
-        module = "stopwise sft"
-    else:
-        from stopwise.tldr.train import config_from_dict, launch_plan, load_recipe
-
-        config = load_recipe(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
-        module = "stopwise tldr"
+    config = recipe_config(args)
     launch = accelerate_launch_plan(args.accelerate_config) if args.accelerate_config else None
     n = args.num_processes or (launch["num_processes"] if launch else None)
-    plan = launch_plan(config, n)
+    plan = args.launch_plan(config, n)
     if plan is None:
         raise ValueError("the world size is not known: give --num-processes or --accelerate-config, "
                          "or state world_size (or global_batch_size) in the recipe")
@@ -271,8 +218,10 @@ def cmd_check(args) -> int:
     flags = (f" --config_file {args.accelerate_config}" if launch else "") + (
         f" --num_processes {plan.world_size}" if not launch or launch["num_processes"] != plan.world_size else "")
     recipe = f" --config {args.config}" if args.config else ""
-    sets = "".join(f" --set {item}" for item in args.overrides)
-    report["command"] = f"accelerate launch{flags} -m {module}{recipe}{sets}"
+    sets = "".join(f" --set {shlex.quote(item)}" for item in args.overrides) + "".join(
+        f" --{key} " + " ".join(shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value]))
+        for key, value in given_flags(args).items())
+    report["command"] = f"accelerate launch{flags} -m stopwise {args.what}{recipe}{sets}"
     if args.what == "tldr" and config.use_vllm and config.vllm_mode == "server":
         where = config.vllm_server_base_url or f"{config.vllm_server_host}:{config.vllm_server_port}"
         report["server"] = (f"trl vllm-serve --model {config.model} --port {config.vllm_server_port} "
@@ -281,26 +230,14 @@ def cmd_check(args) -> int:
     return 0
 
 
-def is_main_process() -> bool:
-    from stopwise.distributed import is_main_process as main
-
-    return main()
-
-
 def cmd_demo(args) -> int:
-    from stopwise.demo import DemoConfig, run_demo
-
-    config = DemoConfig(quick=args.quick, seed=args.seed, threads=args.threads, progress=not args.no_progress)
-    config.out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
-    report = run_demo(config)
+    report = run_demo(picked(args, DemoConfig))
     print(report["markdown_table"])
     print(json.dumps(report["headline"], indent=2))
     return 0
 
 
 def cmd_serve(args) -> int:
-    from stopwise.serving import serve
-
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
@@ -309,30 +246,27 @@ def cmd_serve(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from stopwise.report import report_from_dirs
-
     report = report_from_dirs(args.dirs, args.out, reference=args.reference)
     print(f"wrote {args.out}/report.json, report.md, report.html and {len(report['plots'])} plots")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stopwise", description="Make small reasoning models token-efficient.")
+    # every (sub)command's parser is an HfArgumentParser: argparse makes subparsers of the parent's class
+    parser = HfArgumentParser(prog="stopwise", description="Make small reasoning models token-efficient.")
     sub = parser.add_subparsers(dest="command", required=True)
+    eval_flags = [flags(*spec) for spec in EVAL_FLAGS]
 
-    p = sub.add_parser("eval", help="generate, grade and summarise one run (resumable)")
-    add_generation_args(p)
-    p.add_argument("--out", required=True, help="run directory")
+    p = sub.add_parser("eval", help="generate, grade and summarise one run (resumable)", dataclass_types=eval_flags)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("grade", help="re-grade a run's samples and rewrite its summary")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_grade)
 
-    p = sub.add_parser("sweep", help="one run per controller value, then sweep.json and pareto.png")
-    add_generation_args(p)
+    p = sub.add_parser("sweep", help="one run per controller value, then sweep.json and pareto.png",
+                       dataclass_types=eval_flags)
     p.add_argument("--values", required=True, help="comma-separated stop temperatures (ts) or token budgets (budget)")
-    p.add_argument("--out", required=True, help="sweep directory (one run directory per value inside)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("analyze", help="stop analysis of a run: analysis.json and plots")
@@ -345,31 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="pareto.png", help="output PNG")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("sft", help="SFT distillation through TRL's SFTTrainer (assistant-only loss)")
-    recipe_args(p, "SFTRunConfig")
-    p.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
+    p = recipe_parser(sub, "sft", SFTRunConfig, help="SFT distillation through TRL's SFTTrainer (assistant-only loss)")
     p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("data", help="SFT data: import public trace sets, shortest-correct-of-k, level-tagged traces")
     kinds = p.add_subparsers(dest="kind", required=True)
-    d = kinds.add_parser("import", help="a public long-CoT data set (hub id or JSON/JSONL/Parquet) as SFT traces")
+    d = kinds.add_parser("import", help="a public long-CoT data set (hub id or JSON/JSONL/Parquet) as SFT traces",
+                         dataclass_types=[flags(ImportConfig, "ImportConfig fields", skip=("source",))])
     d.add_argument("source", help="hub dataset id (e.g. simplescaling/s1K-1.1), dataset directory, or file")
-    d.add_argument("--out", required=True, help="trace file to write (JSONL), input of stopwise sft --data")
-    from stopwise.supervision.importers import FORMATS, KEEP_CORRECT, STYLES, TEACHERS
-
-    d.add_argument("--format", default="auto", choices=["auto", *FORMATS],
-                   help="record format (default: detected from the first record)")
-    d.add_argument("--style", default="r1", choices=list(STYLES),
-                   help="delimiters of the SFT recipe: r1 <think>/</think>, s1 <|im_start|>think/<|im_start|>answer")
-    d.add_argument("--keep-correct", default="none", choices=list(KEEP_CORRECT),
-                   help="keep only correct traces: flags (the data set's own, OpenR1 / s1K-1.1), grader (ours vs the gold)")
-    d.add_argument("--teacher", default="deepseek", choices=list(TEACHERS), help="s1k-1.1: whose traces")
-    d.add_argument("--split", default="train", help="split of a hub dataset (default train)")
-    d.add_argument("--subset", help="config name of a hub dataset (e.g. default for OpenR1-Math-220k)")
-    d.add_argument("--limit", type=int, help="read the first N records only")
-    d.add_argument("--max-per-problem", type=int, default=1,
-                   help="OpenR1: traces kept per problem (0: all that pass; default 1)")
-    d.add_argument("--instruction", help="sentence after the problem in built user turns (default: the eval instruction)")
     d.set_defaults(func=cmd_data)
     d = kinds.add_parser("shortest-correct", help="per problem the shortest correct of a run's k samples")
     d.add_argument("source", help="a run directory made with stopwise eval --n-samples k")
@@ -383,30 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--group-by", help="terciles within groups of this trace field (e.g. difficulty)")
     d.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("tldr", help="TLDR: GRPO with a length-regularised reward and length levels")
-    recipe_args(p, "TLDRConfig")
+    p = recipe_parser(sub, "tldr", TLDRConfig, help="TLDR: GRPO with a length-regularised reward and length levels")
     p.set_defaults(func=cmd_tldr)
 
     p = sub.add_parser("check", help="check a recipe's multi-process launch before starting it")
-    p.add_argument("what", choices=["sft", "tldr"], help="the recipe's command")
-    recipe_args(p, "SFTRunConfig or TLDRConfig")
-    p.add_argument("--accelerate-config", help="the accelerate config file of the launch (num_processes, DeepSpeed)")
-    p.add_argument("--num-processes", type=int, help="processes of the launch (default: the accelerate config's)")
-    p.set_defaults(func=cmd_check)
+    whats = p.add_subparsers(dest="what", required=True, metavar="{sft,tldr}", help="the recipe's command")
+    for what, cls, launch_plan in (("sft", SFTRunConfig, sft_launch_plan), ("tldr", TLDRConfig, tldr_launch_plan)):
+        c = recipe_parser(whats, what, cls, help=f"a stopwise {what} recipe")
+        c.add_argument("--accelerate-config", help="the accelerate config file of the launch (num_processes, DeepSpeed)")
+        c.add_argument("--num-processes", type=int, help="processes of the launch (default: the accelerate config's)")
+        c.set_defaults(func=cmd_check, launch_plan=launch_plan)
 
-    p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)")
-    p.add_argument("--out", help="demo directory (default runs/demo, or runs/demo-quick with --quick)")
-    p.add_argument("--quick", action="store_true", help="toy sizes: the same pipeline in well under a minute")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)",
+                       dataclass_types=[flags(DemoConfig, "DemoConfig fields (its sft and tldr overrides: from Python)")])
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)")
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.add_argument("--eot", help="end-of-thinking delimiter (default: detected from the tokenizer)")
     p.add_argument("--tensor-parallel-size", type=int, default=1,
                    help="vLLM's tensor parallelism: devices per replica (checked against the visible devices)")

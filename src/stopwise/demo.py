@@ -36,7 +36,7 @@ from stopwise.world.teacher import ANSWER_LEAD
 
 @dataclass
 class DemoConfig:
-    out: str = field(default="runs/demo", metadata={"help": "Directory of the whole demo."})
+    out: str = field(default="", metadata={"help": "Directory of the whole demo (unset: runs/demo, with quick runs/demo-quick)."})
     quick: bool = field(default=False, metadata={"help": "Toy sizes: the same pipeline in well under a minute."})
     seed: int = field(default=0, metadata={"help": "Seed of everything: the student's initial weights, its "
                                            "data and their order, TLDR, sampling."})
@@ -56,9 +56,10 @@ class DemoConfig:
     sft: dict = field(default_factory=dict, metadata={"help": "SFTRunConfig overrides."})
     tldr: dict = field(default_factory=dict, metadata={"help": "TLDRConfig overrides."})
     threads: int = field(default=2, metadata={"help": "torch CPU threads."})
-    progress: bool = field(default=True, metadata={"help": "Progress bars."})
+    progress: bool = field(default=True, metadata={"help": "Progress bars (--no-progress: none)."})
 
     def __post_init__(self):
+        self.out = self.out or ("runs/demo-quick" if self.quick else "runs/demo")
         check_step_range(self.min_steps, self.max_steps)
         for name in ("n_test", "n_dev", "n_tldr_problems", "batch_size", "threads"):
             if getattr(self, name) <= 0:

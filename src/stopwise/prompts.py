@@ -31,7 +31,7 @@ class PromptConfig:
         default=DEFAULT_INSTRUCTION, metadata={"help": "Sentence appended to every problem."}
     )
     level: str | None = field(
-        default=None, metadata={"help": "Length level (short, medium, long) stated in the prompt."}
+        default=None, metadata={"help": "Length level stated in the prompt.", "choices": list(LEVELS)}
     )
     level_instructions: dict[str, str] = field(
         default_factory=lambda: dict(DEFAULT_LEVEL_INSTRUCTIONS),

@@ -1,19 +1,20 @@
-"""YAML recipes shared by `stopwise sft` and `stopwise tldr`: a mapping of config fields,
-plus `--set key=value` overrides (values parsed as YAML)."""
+"""Configs from YAML recipes, the one path of `stopwise sft`, `stopwise tldr` and `stopwise check`:
+a recipe (a mapping of a config dataclass's fields), then `--set key=value` overrides (values
+parsed as YAML) and flags on top, each key and value checked against the dataclass's fields."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from collections.abc import Iterable
+import types
+import typing
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
-def read_recipe(path: str | Path, what: str, overrides: dict | None = None, kind: str = "recipe") -> dict:
-    """The YAML file's mapping (a recipe, or `kind` of file) with `overrides` applied; clear
-    errors for a missing or bad file."""
-    import yaml
-
+def read_recipe(path: str | Path, what: str, kind: str = "recipe") -> dict:
+    """The YAML file's mapping (a recipe, or `kind` of file); clear errors for a missing or bad file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{kind} {path} does not exist")
@@ -23,14 +24,11 @@ def read_recipe(path: str | Path, what: str, overrides: dict | None = None, kind
         raise ValueError(f"{kind} {path} is not valid YAML: {err}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{kind} {path} must be a mapping of {what} keys")
-    values.update(overrides or {})
     return values
 
 
 def parse_overrides(items: list[str]) -> dict:
     """`key=value` strings (value parsed as YAML) into a dict."""
-    import yaml
-
     out = {}
     for item in items:
         if "=" not in item:
@@ -40,26 +38,51 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def config_values(values, config_cls, source: str, float_keys: Iterable[str] = ()) -> dict:
-    """A recipe mapping checked against `config_cls`'s fields: an unknown key is an error naming
-    it (with the closest field), and `float_keys` written as strings become numbers (YAML
-    reads 1e-5, without a dot, as a string)."""
-    name = config_cls.__name__
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a mapping of {name} keys")
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    for key in values:
-        if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            raise ValueError(
-                f"{source}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; see {name} for the keys"
-            )
-    values = dict(values)
-    for key in float_keys:
-        if isinstance(values.get(key), str):
+def load_config(cls, path: str | Path | None = None, values: dict | None = None, source: str | None = None):
+    """A `cls` from the recipe at `path` (if any) with `values` winning over it: an unknown key is
+    an error naming the closest field, a value of the wrong type one naming its field, and every
+    error names `source` (default: the recipe)."""
+    source = source or (str(path) if path else "config")
+    values = {**(read_recipe(path, cls.__name__) if path else {}), **(values or {})}
+    hints = typing.get_type_hints(cls)
+    try:
+        for key in values:
+            if key not in hints:
+                hint = difflib.get_close_matches(str(key), hints, n=1)
+                raise ValueError(f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                 + f"; see {cls.__name__} for the keys")
+        return cls(**{key: typed(key, value, hints[key]) for key, value in values.items()})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {err}") from None
+
+
+def typed(name: str, value, hint):
+    """`value` if it is what the field type `hint` allows, as a recipe writes it (True is no
+    number, an int is a float), elements included; a float written as a string becomes a number
+    (YAML reads 1e-5, without a dot, as a string)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{name} must not be empty (null)")
+    for option in options:
+        kind, args = typing.get_origin(option) or option, typing.get_args(option)
+        if kind is Any:
+            return value
+        if kind is float and isinstance(value, str):
             try:
-                values[key] = float(values[key])
+                return float(value)
             except ValueError:
-                raise ValueError(f"{source}: {key} must be a number, got {values[key]!r}") from None
-    return values
+                raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if kind is float else kind):
+            continue
+        if kind is list and args:
+            return [typed(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value)]
+        if kind is dict and args:
+            return {typed(f"a key of {name}", k, args[0]): typed(f"{name}.{k}", v, args[1]) for k, v in value.items()}
+        return value
+    want = " or ".join("a number" if o is float else str(o) if typing.get_origin(o) else o.__name__
+                       for o in options if o is not type(None))
+    raise ValueError(f"{name} must be {want}{' or null' if union and type(None) in options else ''}, "
+                     f"got {type(value).__name__} {value!r}")

@@ -21,6 +21,8 @@ from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
 
 SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
 STREAM_GROUP = 8  # vLLM: finished samples graded and written in groups of this many
+ENGINES = ("hf", "vllm")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _controller_config_type():
@@ -33,22 +35,23 @@ def _controller_config_type():
 class EvalConfig:
     model: str = field(metadata={"help": "Model directory or Hugging Face hub id."})
     benchmark: str = field(metadata={"help": "Benchmark name (math500, aime24, amc23, olympiadbench, gsm8k) or a JSON/JSONL path."})
-    out: str = field(metadata={"help": "Run directory (created; resumed when it exists)."})
+    out: str = field(metadata={"help": "Run directory (created; resumed when it exists); of `stopwise sweep`: the "
+                               "sweep directory, one run directory per value inside."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding benchmarks/*.jsonl (else $STOPWISE_DATA)."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems only."})
     n_samples: int = field(default=1, metadata={"help": "Samples per problem (pass@k for k <= n)."})
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings, metadata={"help": "Decoding settings."})
     batch_size: int = field(default=16, metadata={"help": "Sequences generated together."})
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "How problems become prompts."})
     eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected from the tokenizer)."})
     controller: object = field(default=None, metadata={"help": "Stopping controller settings (ControllerConfig)."})
-    engine: str = field(default="hf", metadata={"help": "Generation engine: hf (transformers generate, static batches) or vllm (continuous batching)."})
+    engine: str = field(default="hf", metadata={"help": "Generation engine: hf (transformers generate, static batches) or vllm (continuous batching).", "choices": list(ENGINES)})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: devices per engine (vLLM's tensor parallelism)."})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each in a process of its own on its own devices; the samples are dealt out to them. Not part of the run's identity: same seeds, same samples."})
     record_stop_ranks: bool = field(default=False, metadata={"help": "Record the rank of the delimiter at each thinking step."})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype.", "choices": list(DTYPES)})
     overwrite: bool = field(default=False, metadata={"help": "Discard a previous run in the same directory."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar (--no-progress: none)."})
 
     def __post_init__(self):
         if self.controller is None:
@@ -133,9 +136,6 @@ def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float,
     if gen.stop_ranks is not None:
         record["stop_ranks"] = gen.stop_ranks
     return record
-
-
-ENGINES = ("hf", "vllm")
 
 
 def make_engine(config: EvalConfig):

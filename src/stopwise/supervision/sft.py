@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
-from stopwise.recipes import config_values, parse_overrides, read_recipe
+from stopwise.recipes import load_config
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
@@ -176,49 +176,15 @@ class SFTRunConfig:
         return bool(self.trainer_args.get("deepspeed"))
 
 
-FLOAT_KEYS = ("epochs", "lr", "warmup_ratio", "weight_decay", "adam_beta2")
-
-
 def sft_config_from_dict(values: dict, source: str = "config") -> SFTRunConfig:
     """An SFTRunConfig from a mapping; unknown keys and bad values are errors naming the key."""
-    values = config_values(values, SFTRunConfig, source, FLOAT_KEYS)
-    try:
-        return SFTRunConfig(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: {err}") from None
+    return load_config(SFTRunConfig, values=values, source=source)
 
 
 def load_sft_config(path: str | Path, overrides: dict | None = None) -> SFTRunConfig:
     """Read a YAML (or JSON) recipe, keys = SFTRunConfig fields, into an SFTRunConfig;
     `overrides` (e.g. from `--set key=value`) win over the file."""
-    return sft_config_from_dict(read_recipe(path, "SFTRunConfig", overrides), source=str(path))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m stopwise.supervision RECIPE [--set key=value ...]`."""
-    import argparse
-    import os
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m stopwise.supervision",
-                                     description="SFT (TRL SFTTrainer, assistant-only loss) from a recipe.")
-    parser.add_argument("recipe", help="YAML recipe (keys: SFTRunConfig fields)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe key (value parsed as YAML); repeatable")
-    parser.add_argument("--quick", action="store_true", help="tiny data, a few steps (smoke test)")
-    args = parser.parse_args(argv)
-    try:
-        overrides = parse_overrides(args.overrides)
-        if args.quick:
-            overrides["quick"] = True
-        config = load_sft_config(args.recipe, overrides)
-        result = run_sft(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"stopwise sft: error: {err}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result))
-    return 0
+    return load_config(SFTRunConfig, path, overrides)
 
 
 def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:

@@ -24,7 +24,6 @@ import difflib
 import importlib.util
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 
 from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
-from stopwise.recipes import config_values, parse_overrides, read_recipe
+from stopwise.recipes import load_config
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
 from stopwise.thinking import eos_ids
 from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
@@ -158,7 +157,6 @@ class TLDRConfig:
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
-        _types(self)
         for name in ("model", "data", "out"):
             if not getattr(self, name):
                 raise ValueError(f"TLDRConfig.{name} is required")
@@ -342,40 +340,6 @@ def _choice(name: str, value: str, choices) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _expected(annotation: str) -> tuple[tuple[type, ...], bool]:
-    """Python types allowed by a field annotation string, and whether None is allowed."""
-    parts = [p.strip() for p in annotation.split("|")]
-    optional = "None" in parts
-    kinds: list[type] = []
-    for p in parts:
-        base = p.split("[", 1)[0]
-        kinds += {"str": [str], "int": [int], "float": [float, int], "bool": [bool],
-                  "dict": [dict], "list": [list], "Any": [object]}.get(base, [])
-    return tuple(kinds), optional
-
-
-def _types(config: TLDRConfig) -> None:
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        kinds, optional = _expected(str(f.type))
-        if value is None:
-            if optional:
-                continue
-            raise ValueError(f"{f.name} must not be empty (null)")
-        ok = isinstance(value, kinds)
-        if ok and isinstance(value, bool) and bool not in kinds:
-            ok = False  # True is an int to Python, not to a recipe
-        if not ok:
-            want = " or ".join(k.__name__ for k in kinds) + (" or null" if optional else "")
-            raise ValueError(f"{f.name} must be {want}, got {type(value).__name__} {value!r}")
-        if f.name == "levels" and not all(isinstance(v, str) for v in value):
-            raise ValueError(f"levels must be a list of names, got {value!r}")
-        if f.name == "level_instructions" and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise ValueError("level_instructions must map level names to sentences")
-
-
 def _check_grpo_args(extra: dict) -> None:
     if not extra:
         return
@@ -398,17 +362,11 @@ def _check_grpo_args(extra: dict) -> None:
 def load_recipe(path: str | Path, overrides: dict | None = None) -> TLDRConfig:
     """A TLDRConfig from a YAML recipe (keys = TLDRConfig fields); unknown keys and bad values
     are errors naming the key. `overrides` (e.g. from `--set key=value`) win over the file."""
-    return config_from_dict(read_recipe(path, "TLDRConfig", overrides), source=str(path))
+    return load_config(TLDRConfig, path, overrides)
 
 
 def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
-    data = config_values(data, TLDRConfig, source, (
-        "learning_rate", "beta", "temperature", "top_p", "num_train_epochs",
-        "vllm_gpu_memory_utilization", "max_grad_norm", "warmup_steps", "vllm_server_timeout"))
-    try:
-        return TLDRConfig(**data)
-    except ValueError as err:
-        raise ValueError(f"{source}: {err}") from None
+    return load_config(TLDRConfig, values=data, source=source)
 
 
 # ---------------------------------------------------------------- training
@@ -644,20 +602,3 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
         trainer.state.save_to_json(str(out / "trainer_state.json"))
         (out / "tldr_summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m stopwise.tldr RECIPE [--set key=value ...]` (also under `accelerate launch`)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m stopwise.tldr", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", help="YAML recipe (keys: TLDRConfig fields)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe key (value parsed as YAML); repeatable")
-    args = parser.parse_args(argv)
-    config = load_recipe(args.recipe, parse_overrides(args.overrides))
-    summary = run_tldr(config)
-    if int(os.environ.get("RANK", "0")) == 0:  # one line, not one per process
-        print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, default=float))
-    return 0
