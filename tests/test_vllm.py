@@ -330,10 +330,10 @@ def test_eval_grading_failure_stops_the_run_and_loses_nothing(vllm_engine, conte
     """vLLM runs grade on a thread of their own while the engine generates: a grading failure
     there is raised by run_eval (not swallowed with the thread), what was graded before stays
     written, and a resumed run completes it."""
-    import stopwise.grading as grading
+    from stopwise.evaluation import runner
     from stopwise.evaluation.runner import STREAM_GROUP, run_eval
 
-    real, calls = grading.grade_samples, []
+    real, calls = runner.grade_samples, []
 
     def flaky(records, *args, **kwargs):
         calls.append(len(records))
@@ -341,13 +341,13 @@ def test_eval_grading_failure_stops_the_run_and_loses_nothing(vllm_engine, conte
             raise RuntimeError("grader broke")
         return real(records, *args, **kwargs)
 
-    monkeypatch.setattr(grading, "grade_samples", flaky)
+    monkeypatch.setattr(runner, "grade_samples", flaky)
     config = _eval_config(contextual_model_dir, problems_file, tmp_path / "run")
     with pytest.raises(RuntimeError, match="grader broke"):
         run_eval(config, vllm_engine)
     written = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
     assert len(written) == STREAM_GROUP  # the first group, graded before the failure
-    monkeypatch.setattr(grading, "grade_samples", real)
+    monkeypatch.setattr(runner, "grade_samples", real)
     summary = run_eval(config, vllm_engine)
     assert summary["n_samples"] == 2 * len(PROBLEMS)
     keys = {(r["problem_id"], r["sample_index"]) for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").open())}
@@ -355,10 +355,10 @@ def test_eval_grading_failure_stops_the_run_and_loses_nothing(vllm_engine, conte
 
 
 def test_sweep_points_share_the_engine(vllm_engine, contextual_model_dir, problems_file, tmp_path, monkeypatch):
-    from stopwise.evaluation import runner, sweep
+    from stopwise.evaluation import sweep
 
     built = []
-    monkeypatch.setattr(runner, "make_engine", lambda config: built.append(config) or vllm_engine)
+    monkeypatch.setattr(sweep, "make_engine", lambda config: built.append(config) or vllm_engine)
     base = _eval_config(contextual_model_dir, problems_file, tmp_path, controller=ControllerConfig(),
                         record_stop_ranks=False, n_samples=1)
     result = sweep.run_sweep(base, "ts", [0.5, 4.0], tmp_path / "sweep")

@@ -32,13 +32,14 @@ import json
 import os
 import sys
 
+from stopwise.thinking import detect_thinking_format, eos_ids
+
 COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 
 @functools.lru_cache(maxsize=8)
 def _format(eot: str | None):
     from stopwise.controllers.vllm import MODEL_ENV, load_tokenizer
-    from stopwise.thinking import detect_thinking_format, eos_ids
 
     path = os.environ.get(MODEL_ENV)
     if not path:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from stopwise import io
+from stopwise.grading.extract import clean_answer, find_boxed
 
 __all__ = [
     "BENCHMARKS",
@@ -204,7 +205,6 @@ def _boxed_from_solution(rec: dict) -> str | None:
         sol = "\n".join(s for s in sol if isinstance(s, str))
     if not isinstance(sol, str):
         return None
-    from stopwise.grading.extract import clean_answer, find_boxed
 
     boxes = find_boxed(sol)
     return (clean_answer(boxes[-1]) or boxes[-1]) if boxes else None

@@ -55,7 +55,7 @@ import torch
 
 from stopwise.controllers.config import CONTROLLER_NAMES, ControllerConfig, make_policy
 from stopwise.controllers.core import Phase, SequenceState, StopPolicy
-from stopwise.thinking import eos_ids
+from stopwise.thinking import DelimiterError, detect_thinking_format, eos_ids
 
 try:  # the processor's base class; the rest of this module works without vLLM
     from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
@@ -207,7 +207,6 @@ class PolicyCache:
         self.vocab_size: int | None = None
 
     def fmt(self, eot: str | None):
-        from stopwise.thinking import DelimiterError, detect_thinking_format
 
         eot = eot or self.default_eot
         if eot not in self._formats:

@@ -31,6 +31,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from stopwise.controllers import StopRankRecorder, make_controller
 from stopwise.thinking import eos_ids
 
 
@@ -205,7 +206,6 @@ class HFEngine:
         under a `ControllerConfig` (None: no controller) and the delimiter of `fmt`; the
         controller and the recorder are built fresh for the batch; `on_result(k, generation)`
         for each when the batch is done."""
-        from stopwise.controllers import StopRankRecorder, make_controller
 
         def new_controller():
             if controller is None:

@@ -6,6 +6,7 @@ import json
 
 from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
+from stopwise.grading import grade_samples
 
 
 def run_eot(run: RunDir) -> str:
@@ -18,7 +19,6 @@ def run_eot(run: RunDir) -> str:
 
 
 def regrade_run(run_dir: str) -> dict:
-    from stopwise.grading import grade_samples
 
     run = RunDir(run_dir)
     run.config()  # a clear error when this is not a run directory

@@ -14,10 +14,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from stopwise.benchmarks import load_benchmark
+from stopwise.controllers import ControllerConfig
+from stopwise.controllers.config import make_policy
 from stopwise.engines import HFEngine, SamplingSettings, sample_seed
 from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
+from stopwise.grading import grade_samples
+from stopwise.models import load_model_and_tokenizer
 from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
+from stopwise.thinking import detect_thinking_format
 
 SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
 STREAM_GROUP = 8  # vLLM: finished samples graded and written in groups of this many
@@ -26,7 +32,6 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _controller_config_type():
-    from stopwise.controllers import ControllerConfig
 
     return ControllerConfig
 
@@ -147,7 +152,6 @@ def make_engine(config: EvalConfig):
         return make_vllm_engine(config.model, dtype=config.dtype, eot=config.eot, seed=config.sampling.seed,
                                 tensor_parallel_size=config.tensor_parallel_size,
                                 data_parallel_size=config.data_parallel_size)
-    from stopwise.models import load_model_and_tokenizer
 
     return HFEngine(*load_model_and_tokenizer(config.model, dtype=config.dtype))
 
@@ -156,9 +160,6 @@ def run_eval(config: EvalConfig, loaded=None) -> dict:
     """Run (or resume) one evaluation. `loaded`: an engine (`make_engine`, shared by a sweep's
     runs) or, for the HF engine, a (model, tokenizer) pair; None builds the engine."""
 
-    from stopwise.benchmarks import load_benchmark
-    from stopwise.controllers.config import make_policy
-    from stopwise.thinking import detect_thinking_format
 
     problems = load_benchmark(config.benchmark, data_dir=config.data_dir, limit=config.limit)
     if loaded is None:
@@ -216,7 +217,6 @@ def run_batch(engine, config: EvalConfig, batch, done, prompts, fmt, tokenizer, 
     their own while the engine goes on generating."""
     import torch
 
-    from stopwise.grading import grade_samples
 
     clock = [time.perf_counter()]
     pending: list[dict] = []
@@ -277,7 +277,6 @@ class BackgroundWriter:
         self.thread.start()
 
     def work(self) -> None:
-        from stopwise.grading import grade_samples
 
         while (records := self.queue.get()) is not None:
             if self.error is not None:

@@ -9,9 +9,10 @@ import copy
 import json
 from pathlib import Path
 
+from stopwise.controllers import ControllerConfig
 from stopwise.evaluation.plots import CONTROLLER_LABELS, pareto_plot
 from stopwise.evaluation.rundir import RunDir
-from stopwise.evaluation.runner import EvalConfig, run_eval
+from stopwise.evaluation.runner import EvalConfig, make_engine, run_eval
 from stopwise.io import write_json
 
 POINT_KEYS = ("accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "tokens_per_correct")
@@ -74,8 +75,6 @@ def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str |
 
 def _run_sweep(base: EvalConfig, controller: str, values: list[float], out: Path, configs: list[EvalConfig],
                reference_run) -> dict:
-    from stopwise.controllers import ControllerConfig
-    from stopwise.evaluation.runner import make_engine
 
     loaded = make_engine(base)  # one engine (HF model, or vLLM engine) for every point
     if reference_run is not None:

@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from stopwise.grading import grade_many, is_correct
+
 logger = logging.getLogger(__name__)
 
 # A grader: (completions, golds, eot[, hit_cap=...]) -> list of bools, one per completion.
@@ -92,13 +94,10 @@ def default_grader(completions: list[str], golds: list[Any], eot: str | None,
                    hit_cap: list[bool] | None = None) -> list[bool]:
     """`stopwise.grading.grade_many` (math-verify in a process pool, with a timeout per item);
     `hit_cap[i]`: completion i was cut at the cap, so only a `\\boxed{}` counts."""
-    from stopwise.grading import grade_many  # lazy: math-verify is heavy
-
     return [bool(x) for x in grade_many(completions, golds, eot=eot, hit_cap=hit_cap)]
 
 
 def _grade_one(completion: str, gold: Any, eot: str | None, hit_cap: bool = False) -> bool:
-    from stopwise.grading import is_correct
 
     return bool(is_correct(completion, gold, eot=eot, hit_cap=hit_cap))
 

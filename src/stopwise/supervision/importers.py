@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stopwise.benchmarks import normalize_answer
+from stopwise.grading import find_boxed, grade_details
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig, user_message
 from stopwise.supervision.traces import (
     ANSWER_TEXT_KEYS,
@@ -163,8 +165,6 @@ def _s(record: dict, key: str) -> str | None:
 def _boxed_gold(text: str | None) -> str | None:
     """A gold answer from a reference solution: its last \\boxed{}, else the text itself when it
     is one short line (s1K's AIME and numeric solutions), else None."""
-    from stopwise.benchmarks import normalize_answer
-    from stopwise.grading import find_boxed
 
     if not text:
         return None
@@ -176,7 +176,6 @@ def _boxed_gold(text: str | None) -> str | None:
 
 
 def _gold(record: dict) -> Any:
-    from stopwise.benchmarks import normalize_answer
 
     for key in GOLD_KEYS:
         if record.get(key) is not None:
@@ -419,7 +418,6 @@ def _reason(c: Candidate, eot: str) -> str | None:
 
 
 def _grade(cands: list[Candidate], config: ImportConfig, report: _Report) -> list[Candidate]:
-    from stopwise.grading import grade_details
 
     graded = []
     for c in cands:

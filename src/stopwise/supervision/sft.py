@@ -14,11 +14,19 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from stopwise import distributed
+from stopwise.distributed import batch_plan, use_plain_cpu_device
 from stopwise.io import last_checkpoint
+from stopwise.models.loading import looks_like_local_path
+from stopwise.models.templates import CHAT_TEMPLATE
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
 from stopwise.recipes import load_config
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
 from stopwise.thinking import R1_EOT, R1_THINK_START
+from stopwise.world.pretrain import PretrainConfig, pretrain_student
+from stopwise.world.student import StudentConfig, build_student, build_world_tokenizer
+from stopwise.world.teacher import TeacherConfig
+from stopwise.world.teacher import write_traces as write_world_traces
 
 WORLD_STUDENT = "world-student"
 WORLD_DATA = "world"
@@ -153,9 +161,6 @@ class SFTRunConfig:
             raise ValueError("SFTRunConfig.model is empty")
         if not self.data:
             raise ValueError("SFTRunConfig.data is empty")
-        from stopwise.world.pretrain import PretrainConfig
-        from stopwise.world.student import StudentConfig
-        from stopwise.world.teacher import TeacherConfig
 
         for name, cls in (("student", StudentConfig), ("pretrain", PretrainConfig), ("teacher", TeacherConfig)):
             known = {f.name for f in fields(cls)}
@@ -166,7 +171,6 @@ class SFTRunConfig:
     def batch_plan(self, launched: int | None = None):
         """world size x batch_size x grad_accum = global batch, checked (stopwise.distributed);
         `launched`: the processes of the actual launch."""
-        from stopwise.distributed import batch_plan
 
         return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.grad_accum,
                           world=self.world_size, global_batch=self.global_batch_size, launched=launched,
@@ -212,10 +216,6 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
     prompt = PromptConfig(instruction=config.instruction)
     fmt = TraceFormat(think_start=config.think_start, eot=config.eot, prompt=prompt)
     if config.data == WORLD_DATA:
-        from stopwise.world.student import build_world_tokenizer
-        from stopwise.world.teacher import TeacherConfig
-        from stopwise.world.teacher import write_traces as write_world_traces
-
         path = out / "traces.jsonl"
         teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_random_level_share,
                                 level_share=config.world_level_share, **config.teacher)
@@ -242,17 +242,12 @@ def _load_model(config: SFTRunConfig, out: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if config.model == WORLD_STUDENT:
-        from stopwise.world.pretrain import PretrainConfig, pretrain_student
-        from stopwise.world.student import StudentConfig, build_student
-
         path = out / "init"
         if not (path / "config.json").exists():
             build_student(path, StudentConfig(**{"seed": config.seed, **config.student}))
         pretrain_student(path, PretrainConfig(**config.pretrain), seed=config.seed,
                          num_threads=config.num_threads, progress=config.progress)
     else:
-        from stopwise.models.loading import looks_like_local_path
-
         path = config.model
         if looks_like_local_path(path) and not (Path(path).expanduser() / "config.json").exists():
             raise FileNotFoundError(f"model path {path} does not exist or has no config.json")
@@ -266,7 +261,6 @@ def _load_model(config: SFTRunConfig, out: Path):
 
 
 def _set_chat_template(tokenizer, config: SFTRunConfig) -> None:
-    from stopwise.models.templates import CHAT_TEMPLATE
 
     if config.chat_template == "chatml":
         tokenizer.chat_template = CHAT_TEMPLATE
@@ -353,7 +347,6 @@ def _trainer_class(fused: bool):
 def launch_plan(config: SFTRunConfig, launched: int | None):
     """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
     checked, and DeepSpeed installed when the recipe names it."""
-    from stopwise import distributed
 
     plan = config.batch_plan(launched=launched)
     if config.uses_deepspeed():
@@ -364,7 +357,6 @@ def launch_plan(config: SFTRunConfig, launched: int | None):
 def check_launch(config: SFTRunConfig):
     """Before any work: the launch itself (not `accelerate launch --cpu` with N > 1) and
     `launch_plan` on its processes. The plan."""
-    from stopwise import distributed
 
     distributed.check_launch()
     plan = launch_plan(config, distributed.world_size())
@@ -428,7 +420,6 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
         dataloader_pin_memory=on_gpu,
     )
     args.update(config.trainer_args)
-    from stopwise.distributed import use_plain_cpu_device
 
     use_plain_cpu_device(use_cpu)
     args = SFTConfig(**args)  # sets up the process group under a launch

@@ -17,7 +17,6 @@ template itself opens thinking). Completions then come back as strings.
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stopwise import io
+from stopwise.benchmarks import load_benchmark, normalize_answer
 from stopwise.prompts import (
     LEVELS,
     PromptConfig,
@@ -63,28 +63,7 @@ def _normalise_answer(value: Any) -> Any:
     """The gold answer as eval sees it (`stopwise.benchmarks.normalize_answer`): a float with an
     integer value loses ".0", GSM8K's "#### N" keeps N, `$...$` is removed, a one-element list
     becomes its element; None when there is no usable answer."""
-    try:
-        from stopwise.benchmarks import normalize_answer
-    except ImportError:  # pragma: no cover - the benchmarks stage is part of the package
-        return _fallback_normalise(value)
     return normalize_answer(value)
-
-
-def _fallback_normalise(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return str(int(value)) if math.isfinite(value) and value.is_integer() else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if "####" in value:
-            value = value.rsplit("####", 1)[1].strip().replace(",", "")
-        return value.strip() or None
-    if isinstance(value, (list, tuple)):
-        items = [v for v in (_fallback_normalise(v) for v in value) if v]
-        return (items[0] if len(items) == 1 else items) or None
-    return None
 
 
 ANSWER_FIELDS = ("answer", "final_answer", "gtruth_answer", "expected_answer", "target")
@@ -179,12 +158,6 @@ def load_problems(
         elif str(source).endswith((".jsonl", ".json")) or "/" in str(source):
             raise FileNotFoundError(f"problem file {path} does not exist")
         else:
-            try:
-                from stopwise.benchmarks import load_benchmark
-            except ImportError as err:  # pragma: no cover - the benchmarks stage is part of the package
-                raise ValueError(
-                    f"{source!r} is not a file and benchmark names need stopwise.benchmarks ({err})"
-                ) from err
             problems = [_as_problem(p, i) for i, p in enumerate(
                 load_benchmark(str(source), data_dir=data_dir, limit=limit)
             )]

@@ -30,12 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stopwise import distributed
+from stopwise.distributed import batch_plan, use_plain_cpu_device
 from stopwise.io import last_checkpoint
-from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS, LEVELS
+from stopwise.prompts import (
+    DEFAULT_INSTRUCTION,
+    DEFAULT_LEVEL_INSTRUCTIONS,
+    LEVELS,
+    PromptConfig,
+    require_chat_template,
+)
 from stopwise.recipes import load_config
+from stopwise.rewards import LengthPenalizedReward, MissingColumnError, check_reward_columns
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
-from stopwise.thinking import eos_ids
-from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS
+from stopwise.thinking import detect_thinking_format, eos_ids
+from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS, build_tldr_dataset, level_counts
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
@@ -217,7 +226,6 @@ class TLDRConfig:
         """world size x per-device batch x accumulation = global batch, and TRL's generation
         batch in whole groups of num_generations (stopwise.distributed.batch_plan); None while
         the world size is not known. `launched`: the processes of the actual launch."""
-        from stopwise.distributed import batch_plan
 
         return batch_plan(
             what="TLDR", per_device=self.per_device_batch_size, grad_accum=self.gradient_accumulation_steps,
@@ -295,7 +303,6 @@ class TLDRConfig:
 
     # ------------------------------------------------------------ builders
     def prompt_config(self):
-        from stopwise.prompts import PromptConfig
 
         return PromptConfig(
             system_prompt=self.system_prompt,
@@ -305,7 +312,6 @@ class TLDRConfig:
 
     def make_reward(self, eos_token_ids=None, eot: str | None = None, grader=None, tokenizer=None, fmt=None):
         """The run's LengthPenalizedReward (also the check of weights, budgets and form)."""
-        from stopwise.rewards import LengthPenalizedReward
 
         if not isinstance(self.level_weights, dict) or not self.level_weights:
             raise ValueError("level_weights must map each level to its penalty weight")
@@ -381,7 +387,6 @@ def make_grpo_config(config: TLDRConfig):
     bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
     if bf16 and not cuda:
         raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
-    from stopwise.distributed import use_plain_cpu_device
 
     use_plain_cpu_device(not cuda)
     kwargs = dict(
@@ -475,7 +480,6 @@ def launch_plan(config: TLDRConfig, launched: int | None):
     """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
     checked: the batch arithmetic (TRL's generation batch in whole groups), colocated vLLM's
     tensor-parallel groups, DeepSpeed installed when the recipe names it."""
-    from stopwise import distributed
 
     plan = config.batch_plan(launched=launched)
     tp = config.grpo_args.get("vllm_tensor_parallel_size", 1)
@@ -491,7 +495,6 @@ def launch_plan(config: TLDRConfig, launched: int | None):
 def check_launch(config: TLDRConfig):
     """Before any model loads: the launch itself (not `accelerate launch --cpu` with N > 1)
     and `launch_plan` on its processes. The plan."""
-    from stopwise import distributed
 
     distributed.check_launch()
     plan = launch_plan(config, distributed.world_size())
@@ -518,10 +521,6 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
-    from stopwise.prompts import require_chat_template
-    from stopwise.rewards import MissingColumnError, check_reward_columns
-    from stopwise.thinking import detect_thinking_format
-    from stopwise.tldr.data import build_tldr_dataset, level_counts
 
     config.validate()
     plan = check_launch(config)

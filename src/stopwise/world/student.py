@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stopwise.models.templates import CHAT_TEMPLATE
+from stopwise.models.tiny import train_tokenizer
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS
 from stopwise.world.problems import (
     DEFAULT_MAX_STEPS,
@@ -92,7 +93,6 @@ def build_world_tokenizer(vocab_size: int = 768, seed: int = 0, template: str = 
     """A `PreTrainedTokenizerFast` for the world (see the module docstring)."""
     from tokenizers import Regex, pre_tokenizers
 
-    from stopwise.models.tiny import train_tokenizer
 
     pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),

@@ -315,6 +315,7 @@ def write_traces(
     records = [trace_record(t, f"world-{split}-s{seed}-{i:05d}", config.prompt) for i, t in enumerate(traces)]
     tagged = records
     if config.level_share > 0 and config.level_rule == "length":
+        # lazy: stopwise.supervision imports sft, which imports this module
         from stopwise.supervision.builders import build_level_tagged
 
         if tokenizer is None:  # the student module builds it from traces: it cannot be made here
