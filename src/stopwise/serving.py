@@ -39,6 +39,7 @@ COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 @functools.lru_cache(maxsize=8)
 def _format(eot: str | None):
+    # lazy: imports vLLM, an optional dependency
     from stopwise.controllers.vllm import MODEL_ENV, load_tokenizer
 
     path = os.environ.get(MODEL_ENV)
@@ -49,6 +50,7 @@ def _format(eot: str | None):
 
 
 def thinking_counts(token_ids, eot: str | None = None) -> dict | None:
+    # lazy: imports vLLM, an optional dependency
     from stopwise.controllers.vllm import EOT_ENV
 
     fmt, eos = _format(eot or os.environ.get(EOT_ENV) or None)
@@ -180,7 +182,10 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
                tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> list[str]:
     """The server's command line (`vllm serve`'s arguments, the model as --model), checked:
     the parallel sizes (ours, or vLLM's flags after --) against the devices vLLM sees."""
+    # lazy: imports vLLM, an optional dependency
     from stopwise.controllers.vllm import processor_path
+
+    # lazy: imports vLLM, an optional dependency
     from stopwise.engines.vllm import (
         CPU_KV_SHARE,
         check_model,
@@ -221,11 +226,13 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str =
           eot: str | None = None, extra: list[str] | None = None, tensor_parallel_size: int = 1,
           data_parallel_size: int = 1) -> int:
     """Check the model, set the environment the processor reads, and run vLLM's server."""
+    # lazy: imports vLLM, an optional dependency
     from stopwise.controllers.vllm import EOT_ENV, MODEL_ENV
 
     argv = serve_argv(model, host=host, port=port, dtype=dtype, eot=eot, extra=list(extra or []),
                       tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
     if eot is not None:  # the delimiter must be one the tokenizer encodes: fail here
+        # lazy: imports vLLM, an optional dependency
         from stopwise.controllers.vllm import load_tokenizer
         from stopwise.thinking import detect_thinking_format
 

@@ -42,6 +42,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# controllers.vllm imports vLLM (when installed): the package imports this module only
+# where a vLLM engine is wanted
+from stopwise.controllers.vllm import (
+    CONFIG_FIELDS,
+    EOT_ENV,
+    MODEL_ENV,
+    SETTING_KEYS,
+    STOP_RANKS,
+    PolicyCache,
+    StopwiseLogitsProcessor,
+    parse_settings,
+)
 from stopwise.engines.hf import Generation, SamplingSettings
 from stopwise.thinking import eos_ids
 
@@ -181,8 +193,6 @@ STOP_RANKS_TP = ("record_stop_ranks needs tensor_parallel_size 1: the stop ranks
 
 
 def check_request(tokenizer, eos, xargs: dict, settings: SamplingSettings) -> None:
-    from stopwise.controllers.vllm import PolicyCache, parse_settings
-
     parsed = parse_settings(xargs)
     if parsed is not None:
         PolicyCache(tokenizer, eos).policy(parsed, do_sample=not settings.greedy)
@@ -190,8 +200,6 @@ def check_request(tokenizer, eos, xargs: dict, settings: SamplingSettings) -> No
 
 def controller_xargs(controller, eot: str | None = None) -> dict:
     """A ControllerConfig as the request's extra_args (`controllers.vllm` reads them)."""
-    from stopwise.controllers.vllm import CONFIG_FIELDS, SETTING_KEYS
-
     if controller is None:
         return {}
     xargs = {k: getattr(controller, f) for k, f in zip(SETTING_KEYS, CONFIG_FIELDS)}
@@ -215,12 +223,6 @@ class VLLMEngine:
         self.tensor_parallel_size = tensor_parallel_size
         if tensor_parallel_size > 1:
             llm_kwargs["tensor_parallel_size"] = tensor_parallel_size
-        from stopwise.controllers.vllm import (
-            EOT_ENV,
-            MODEL_ENV,
-            StopwiseLogitsProcessor,
-        )
-
         os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ[MODEL_ENV] = str(model)
@@ -289,8 +291,6 @@ class VLLMEngine:
             on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         """Complete each prompt once, all of them in vLLM's continuous batch; `on_result(k,
         generation)` as each finishes (in finishing order). Returns them in prompt order."""
-        from stopwise.controllers.vllm import STOP_RANKS
-
         settings.validate()
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")

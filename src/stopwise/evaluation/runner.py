@@ -76,6 +76,7 @@ class EvalConfig:
             if value > 1 and self.engine != "vllm":
                 raise ValueError(f"{name} {value}: parallel generation is vLLM's; use --engine vllm")
         if self.record_stop_ranks and self.tensor_parallel_size > 1:
+            # lazy: imports vLLM, an optional dependency
             from stopwise.engines.vllm import STOP_RANKS_TP
 
             raise ValueError(STOP_RANKS_TP)
@@ -147,6 +148,7 @@ def make_engine(config: EvalConfig):
     """The engine of `config.engine`: HF `generate` over the loaded model, or a vLLM engine
     (`engines.vllm`; vLLM missing, a model it cannot run here: an error before any work)."""
     if config.engine == "vllm":
+        # lazy: imports vLLM, an optional dependency
         from stopwise.engines.vllm import make_vllm_engine
 
         return make_vllm_engine(config.model, dtype=config.dtype, eot=config.eot, seed=config.sampling.seed,

@@ -536,6 +536,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
                 "and vLLM 0.31's CPU build cannot reload weights in place; set use_vllm: false on CPU"
             )
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        # lazy: imports vLLM, an optional dependency
         from stopwise.engines.vllm import install_hint
 
         raise ImportError(f"use_vllm needs vLLM 0.31 (TRL 1.16 takes 0.22 to 0.31): {install_hint()}; "
