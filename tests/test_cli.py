@@ -76,8 +76,8 @@ def test_recipe_then_set_then_flags(tmp_path):
     assert config.level_weights == {"short": 0.5, "long": 0.1}
     assert config.temperature == TLDRConfig.temperature  # neither recipe nor flag: the field's default
     # without a recipe the flags alone
-    config = recipe_config(parse("sft", "--model", "x", "--quick", "--lr", "0.01"))
-    assert (config.model, config.quick, config.lr, config.data) == ("x", True, 0.01, SFTRunConfig.data)
+    config = recipe_config(parse("sft", "--model", "x", "--quick", "--learning-rate", "0.01"))
+    assert (config.model, config.quick, config.learning_rate, config.data) == ("x", True, 0.01, SFTRunConfig.data)
 
 
 def test_recipe_errors_name_the_key_and_the_source(tmp_path, capsys):

@@ -117,8 +117,8 @@ def rel(a: float, b: float) -> float:
 # ---------------------------------------------------------------- SFT
 
 
-SFT_BASE = dict(max_length=256, logging_steps=1, progress=False, use_cpu=True, lr=1e-3,
-                lr_scheduler="constant", warmup_ratio=0.0, save_total_limit=None)
+SFT_BASE = dict(max_length=256, logging_steps=1, progress=False, use_cpu=True, learning_rate=1e-3,
+                lr_scheduler_type="constant", warmup_ratio=0.0, save_total_limit=None)
 
 
 def test_sft_two_processes_compute_what_one_does(tiny_model_dir, data_dir, tmp_path):

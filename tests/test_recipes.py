@@ -55,7 +55,7 @@ def test_real_scale_path_at_toy_size(size, long_tiny, data_dir, tmp_path, monkey
     # one sample trace is longer than the toy max_length: dropped and counted, not cut
     assert (sft["n_traces"], sft["dropped_over_length"]) == (4, 1)
     saved = json.loads((runs / "sft" / "sft_run.json").read_text())["config"]
-    assert saved["gradient_checkpointing"] and saved["lr"] == 1e-5 and saved["over_length"] == "drop"
+    assert saved["gradient_checkpointing"] and saved["learning_rate"] == 1e-5 and saved["over_length"] == "drop"
 
     # 3. TLDR with the recipe, from the SFT output (the recipe's model path)
     math_train = data_dir / "train" / "math_train.jsonl"

@@ -198,8 +198,8 @@ def test_traces_over_max_length_are_dropped_and_counted_not_cut(tmp_path):
 
 
 def test_sft_config_validation(tmp_path):
-    with pytest.raises(ValueError, match="unknown key 'learning_rate'"):
-        sft_config_from_dict({"learning_rate": 1e-5})
+    with pytest.raises(ValueError, match="unknown key 'learning_rte' \\(did you mean 'learning_rate'\\?\\)"):
+        sft_config_from_dict({"learning_rte": 1e-5})
     with pytest.raises(ValueError, match="batch_size"):
         SFTRunConfig(batch_size=0)
     with pytest.raises(ValueError, match="bf16"):
@@ -208,13 +208,13 @@ def test_sft_config_validation(tmp_path):
         SFTRunConfig(world_level_share=-0.1)
     with pytest.raises(ValueError, match="student"):
         SFTRunConfig(student={"width": 3})
-    assert sft_config_from_dict({"lr": "1e-5"}).lr == 1e-5  # YAML reads 1e-5 as a string
+    assert sft_config_from_dict({"learning_rate": "1e-5"}).learning_rate == 1e-5  # YAML reads 1e-5 as a string
 
 
 def test_recipes_validate():
     s1k = load_sft_config(REPO / "recipes" / "sft_qwen2.5_1.5b_s1k.yaml")
     assert s1k.model == "Qwen/Qwen2.5-1.5B-Instruct"
-    assert (s1k.lr, s1k.epochs, s1k.bf16, s1k.assistant_only_loss) == (1e-5, 5, True, True)
+    assert (s1k.learning_rate, s1k.num_train_epochs, s1k.bf16, s1k.assistant_only_loss) == (1e-5, 5, True, True)
     assert s1k.max_length >= 16384
     s1k_7b = load_sft_config(REPO / "recipes" / "sft_qwen2.5_7b_s1k.yaml")
     assert s1k_7b.model == "Qwen/Qwen2.5-7B-Instruct" and s1k_7b.gradient_checkpointing
@@ -324,3 +324,15 @@ def test_data_cli_writes_sft_ready_traces(tmp_path, capsys):
     assert main(["data", "level-tagged", str(source), "--out", str(out)]) == 2
     assert "needs --tokenizer" in capsys.readouterr().err
     assert main(["data", "shortest-correct", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_sft_options_have_trls_names_and_old_names_say_the_new_one():
+    from stopwise.recipes import load_config
+
+    config = load_config(SFTRunConfig, values={"learning_rate": "1e-4", "num_train_epochs": 3,
+                                               "lr_scheduler_type": "constant", "gradient_accumulation_steps": 2})
+    assert (config.learning_rate, config.num_train_epochs, config.lr_scheduler_type,
+            config.gradient_accumulation_steps) == (1e-4, 3, "constant", 2)
+    for old, new in (("lr", "learning_rate"), ("epochs", "num_train_epochs"), ("grad_accum", "gradient_accumulation_steps")):
+        with pytest.raises(ValueError, match=rf"r\.yaml: '{old}' is now '{new}'"):
+            load_config(SFTRunConfig, values={old: 1}, source="r.yaml")

@@ -48,6 +48,9 @@ def load_config(cls, path: str | Path | None = None, values: dict | None = None,
     try:
         for key in values:
             if key not in hints:
+                renamed = getattr(cls, "RENAMED", {}).get(key)
+                if renamed:
+                    raise ValueError(f"{key!r} is now {renamed!r} (TRL's name for it)")
                 hint = difflib.get_close_matches(str(key), hints, n=1)
                 raise ValueError(f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                  + f"; see {cls.__name__} for the keys")

@@ -40,6 +40,10 @@ OVER_LENGTH = ("drop", "error", "truncate")
 class SFTRunConfig:
     """One SFT run. Defaults are the demo world's (student from scratch, 2 CPU cores)."""
 
+    # options named as TRL's SFTConfig names them; a recipe with an old name is told the new one
+    RENAMED = {"lr": "learning_rate", "epochs": "num_train_epochs", "lr_scheduler": "lr_scheduler_type",
+               "grad_accum": "gradient_accumulation_steps"}
+
     model: str = field(
         default=WORLD_STUDENT,
         metadata={"help": "Model directory or hub id; 'world-student' builds the demo student from scratch."},
@@ -50,15 +54,15 @@ class SFTRunConfig:
                   "'world' generates demo-world teacher traces."},
     )
     out: str = field(default="runs/sft", metadata={"help": "Run directory: checkpoints, final model, sft_run.json."})
-    epochs: float = field(default=2.0, metadata={"help": "Passes over the data."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by epochs)."})
-    lr: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the data."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by num_train_epochs)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming up the learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
-    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     world_size: int | None = field(
         default=None,
         metadata={"help": "Processes the recipe is written for (accelerate's num_processes): a launch "
@@ -66,7 +70,7 @@ class SFTRunConfig:
     )
     global_batch_size: int | None = field(
         default=None,
-        metadata={"help": "Sequences per optimizer step = batch_size x processes x grad_accum, as the "
+        metadata={"help": "Sequences per optimizer step = batch_size x processes x gradient_accumulation_steps, as the "
                   "recipe states it: checked against the launch (None: not stated)."},
     )
     max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (see over_length)."})
@@ -133,14 +137,14 @@ class SFTRunConfig:
     )
 
     def __post_init__(self):
-        positive = ("batch_size", "grad_accum", "max_length", "save_steps", "logging_steps", "world_traces")
+        positive = ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps", "logging_steps", "world_traces")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"SFTRunConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"SFTRunConfig.lr must be > 0, got {self.lr}")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("SFTRunConfig: set epochs > 0 or max_steps > 0")
+        if self.learning_rate <= 0:
+            raise ValueError(f"SFTRunConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("SFTRunConfig: set num_train_epochs > 0 or max_steps > 0")
         for name in ("world_size", "global_batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -169,12 +173,12 @@ class SFTRunConfig:
                 raise ValueError(f"SFTRunConfig.{name}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
 
     def batch_plan(self, launched: int | None = None):
-        """world size x batch_size x grad_accum = global batch, checked (stopwise.distributed);
+        """world size x batch_size x gradient_accumulation_steps = global batch, checked (stopwise.distributed);
         `launched`: the processes of the actual launch."""
 
-        return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.grad_accum,
+        return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.gradient_accumulation_steps,
                           world=self.world_size, global_batch=self.global_batch_size, launched=launched,
-                          names=("batch_size", "grad_accum"))
+                          names=("batch_size", "gradient_accumulation_steps"))
 
     def uses_deepspeed(self) -> bool:
         return bool(self.trainer_args.get("deepspeed"))
@@ -200,7 +204,7 @@ def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
         limit=min(config.limit or 48, 48),
         max_steps=12 if config.max_steps <= 0 else min(config.max_steps, 12),
         batch_size=min(config.batch_size, 8),
-        grad_accum=1,
+        gradient_accumulation_steps=1,
         logging_steps=1,
         save_steps=min(config.save_steps, 6),
         max_length=min(config.max_length, 1024),
@@ -389,15 +393,15 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     out = Path(config.out)
     args = dict(
         output_dir=str(out),
-        num_train_epochs=config.epochs,
+        num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
-        learning_rate=config.lr,
-        lr_scheduler_type=config.lr_scheduler,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
         adam_beta2=config.adam_beta2,
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_length=config.max_length,
         seed=config.seed,
         data_seed=config.seed,
@@ -516,7 +520,7 @@ def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[di
         "device": "cpu" if trainer.args.use_cpu else "cuda",
         "bf16": bool(trainer.args.bf16),
         "world_size": trainer.args.world_size,
-        "global_batch_size": trainer.args.world_size * config.batch_size * config.grad_accum,
+        "global_batch_size": trainer.args.world_size * config.batch_size * config.gradient_accumulation_steps,
     }
     if main:
         (out / "sft_run.json").write_text(json.dumps({"config": asdict(config), "result": result}, indent=2))
