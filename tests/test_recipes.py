@@ -85,7 +85,8 @@ def test_real_scale_path_at_toy_size(size, long_tiny, data_dir, tmp_path, monkey
 
 
 def test_demo_recipes_are_what_the_demo_runs(tmp_path):
-    """recipes/{sft,tldr}_demo.yaml run the demo's stages alone: the settings must not drift."""
+    """recipes/{sft,tldr}_demo.yaml run the demo's stages alone: the settings must not drift (the
+    TLDR one is the file the demo reads, stopwise/tldr/demo.yaml, through a link)."""
     from dataclasses import asdict
 
     from stopwise.demo import DemoConfig
@@ -96,6 +97,7 @@ def test_demo_recipes_are_what_the_demo_runs(tmp_path):
     demo = DemoConfig(out=str(tmp_path))
     paths = {"model": str(tmp_path / "sft"), "data": str(tmp_path / "world" / "train.jsonl"),
              "out": str(tmp_path / "tldr")}
+    assert (REPO / "recipes" / "tldr_demo.yaml").resolve() == REPO / "src" / "stopwise" / "tldr" / "demo.yaml"
     recipe = asdict(load_recipe(REPO / "recipes" / "tldr_demo.yaml", paths))
     assert recipe == asdict(config_from_dict(demo.tldr_settings(), "demo"))
     sft = asdict(load_sft_config(REPO / "recipes" / "sft_demo.yaml"))

@@ -26,6 +26,7 @@ from stopwise.evaluation.runner import EvalConfig, run_eval
 from stopwise.evaluation.sweep import run_sweep
 from stopwise.io import write_json
 from stopwise.prompts import LEVELS, PromptConfig
+from stopwise.recipes import read_recipe
 from stopwise.report import build_report, compare_at_matched_tokens, load_run, markdown_table
 from stopwise.supervision.sft import SFTRunConfig, run_sft
 from stopwise.tldr.train import config_from_dict, run_tldr
@@ -94,20 +95,10 @@ class DemoConfig:
         return settings
 
 
-# TLDR settings of the demo (recipes/tldr_demo.yaml says what each means and why).
-DEMO_TLDR = {
-    "num_generations": 8,
-    "per_device_batch_size": 48,
-    "max_steps": 30,
-    "max_completion_length": DEFAULT_MAX_NEW_TOKENS,
-    "learning_rate": 1.5e-4,
-    "beta": 0.1,
-    "loss_type": "dapo",
-    "scale_rewards": "batch",
-    "temperature": 0.6,
-    "save_steps": 10,
-    "logging_steps": 1,
-}
+# TLDR settings of the demo: its recipe (stopwise/tldr/demo.yaml, also recipes/tldr_demo.yaml,
+# which says what each means and why), less the paths and seed the demo sets itself
+DEMO_TLDR = {k: v for k, v in read_recipe(Path(__file__).with_name("tldr") / "demo.yaml", "TLDRConfig").items()
+             if k not in ("model", "data", "out", "seed")}
 
 
 class StageClock:
