@@ -64,8 +64,8 @@ def test_recipe_fields_are_checked_when_loaded():
     with pytest.raises(ValueError, match="world_size must be >= 1"):
         tldr(world_size=0)
     with pytest.raises(ValueError, match=r"global_batch_size 10 != 2 processes x 1 per device x 2 accumulation = 4"):
-        SFTRunConfig(world_size=2, batch_size=1, grad_accum=2, global_batch_size=10)
-    assert SFTRunConfig(world_size=8, batch_size=1, grad_accum=2, global_batch_size=16).batch_plan().global_batch == 16
+        SFTRunConfig(world_size=2, batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
+    assert SFTRunConfig(world_size=8, batch_size=1, gradient_accumulation_steps=2, global_batch_size=16).batch_plan().global_batch == 16
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*qwen2.5*.yaml")), ids=lambda p: p.name)
