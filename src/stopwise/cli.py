@@ -35,12 +35,12 @@ from stopwise.distributed import accelerate_launch_plan, is_main_process
 from stopwise.engines import SamplingSettings
 from stopwise.evaluation.analysis import analyze_run
 from stopwise.evaluation.regrade import regrade_run
-from stopwise.evaluation.runner import DTYPES, EvalConfig, run_eval
+from stopwise.evaluation.runner import EvalConfig, run_eval
 from stopwise.evaluation.sweep import parse_values, plot_sweeps, run_sweep
 from stopwise.prompts import PromptConfig
 from stopwise.recipes import load_config, parse_overrides
 from stopwise.report import report_from_dirs
-from stopwise.serving import serve
+from stopwise.serving import ServeConfig, serve
 from stopwise.supervision import (
     build_level_tagged,
     build_shortest_correct,
@@ -241,8 +241,7 @@ def cmd_serve(args) -> int:
     extra = list(args.vllm_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    return serve(args.model, host=args.host, port=args.port, dtype=args.dtype, eot=args.eot, extra=extra,
-                 tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
+    return serve(**dataclasses.asdict(picked(args, ServeConfig)), extra=extra)
 
 
 def cmd_report(args) -> int:
@@ -315,16 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                        dataclass_types=[flags(DemoConfig, "DemoConfig fields (its sft and tldr overrides: from Python)")])
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)")
-    p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--dtype", default="auto", choices=DTYPES)
-    p.add_argument("--eot", help="end-of-thinking delimiter (default: detected from the tokenizer)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1,
-                   help="vLLM's tensor parallelism: devices per replica (checked against the visible devices)")
-    p.add_argument("--data-parallel-size", type=int, default=1,
-                   help="vLLM's data parallelism: replicas behind the one server (checked likewise)")
+    p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)",
+                       dataclass_types=[flags(ServeConfig, "ServeConfig fields")])
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="after --: more `vllm serve` arguments")
     p.set_defaults(func=cmd_serve)
 

@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 
 from stopwise.thinking import detect_thinking_format, eos_ids
 
@@ -220,6 +221,23 @@ def serve_argv(model: str, *, host: str, port: int, dtype: str, eot: str | None,
             budget = cpu_scheduling(length or config.get("max_position_embeddings"))["max_num_batched_tokens"]
             argv += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
     return argv + list(extra)
+
+
+@dataclass
+class ServeConfig:
+    """`stopwise serve`'s options (vLLM's own flags go after `--`)."""
+
+    model: str = field(metadata={"help": "Model directory."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the server listens on."})
+    port: int = field(default=8000, metadata={"help": "Port the server listens on."})
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype.",
+                                                 "choices": ["auto", "float32", "bfloat16", "float16"]})
+    eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected "
+                                                    "from the tokenizer)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM's tensor parallelism: devices per "
+                                                           "replica (checked against the visible devices)."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM's data parallelism: replicas behind the "
+                                                         "one server (checked likewise)."})
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",
