@@ -61,6 +61,13 @@ def test_help_shows_every_field_with_its_help(capsys):
     with pytest.raises(SystemExit):
         parse("sft", "--help")  # a % in a help would break argparse's formatting
     assert "--fused_loss" in capsys.readouterr().out
+    from stopwise.serving import ServeConfig
+
+    with pytest.raises(SystemExit):
+        parse("serve", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(ServeConfig):
+        assert f"--{f.name}" in text and " ".join(f.metadata["help"].split()) in text, f.name
 
 
 def test_recipe_then_set_then_flags(tmp_path):
