@@ -63,8 +63,8 @@ def flags(cls, title: str, rename: dict[str, str] | None = None, skip: tuple[str
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if f.name in skip or any(k is object or dataclasses.is_dataclass(k) or (typing.get_origin(k) or k) is dict
-                                 for k in kinds):
+        if f.name in skip or not f.init or any(k is object or dataclasses.is_dataclass(k)
+                                               or (typing.get_origin(k) or k) is dict for k in kinds):
             continue
         default = ({"default": f.default} if f.default is not dataclasses.MISSING else
                    {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {})
@@ -211,7 +211,8 @@ def cmd_check(args) -> int:
     plan = args.launch_plan(config, n)
     if plan is None:
         raise ValueError("the world size is not known: give --num-processes or --accelerate-config, "
-                         "or state world_size (or global_batch_size) in the recipe")
+                         f"or state {'processes' if args.what == 'tldr' else 'world_size'} (or "
+                         "global_batch_size) in the recipe")
     report = {"recipe": args.config, **plan.to_dict()}
     if launch:
         report["launch"] = launch

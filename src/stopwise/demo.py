@@ -88,9 +88,9 @@ class DemoConfig:
     def tldr_settings(self) -> dict:
         out = Path(self.out)
         settings = {"model": str(out / "sft"), "data": str(out / "world" / "train.jsonl"),
-                    "out": str(out / "tldr"), "seed": self.seed, **DEMO_TLDR, **self.tldr}
+                    "output_dir": str(out / "tldr"), "seed": self.seed, **DEMO_TLDR, **self.tldr}
         if self.quick:
-            settings.update(max_steps=2, num_generations=4, per_device_batch_size=8, save_steps=1)
+            settings.update(max_steps=2, num_generations=4, per_device_train_batch_size=8, save_steps=1)
         config_from_dict(settings, "demo tldr")  # validates
         return settings
 
@@ -98,7 +98,7 @@ class DemoConfig:
 # TLDR settings of the demo: its recipe (stopwise/tldr/demo.yaml, also recipes/tldr_demo.yaml,
 # which says what each means and why), less the paths and seed the demo sets itself
 DEMO_TLDR = {k: v for k, v in read_recipe(Path(__file__).with_name("tldr") / "demo.yaml", "TLDRConfig").items()
-             if k not in ("model", "data", "out", "seed")}
+             if k not in ("model", "data", "output_dir", "seed")}
 
 
 class StageClock:

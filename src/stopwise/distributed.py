@@ -143,7 +143,7 @@ def batch_plan(*, what: str, per_device: int, grad_accum: int, world: int | None
                global_batch: int | None = None, launched: int | None = None,
                num_generations: int | None = None, steps_per_generation: int | None = None,
                generation_batch: int | None = None,
-               names: tuple[str, str] = ("per_device_batch_size", "gradient_accumulation_steps"),
+               names: tuple[str, ...] = ("per_device_batch_size", "gradient_accumulation_steps", "world_size"),
                ) -> BatchPlan | None:
     """Check a recipe's batch arithmetic; the plan, or None when the world size is not known
     (neither stated, nor implied by `global_batch`, nor `launched`).
@@ -151,10 +151,10 @@ def batch_plan(*, what: str, per_device: int, grad_accum: int, world: int | None
     `world` / `global_batch`: what the recipe states (None: not stated); `launched`: the
     processes of the actual launch (None: before any launch). `generation_batch` /
     `steps_per_generation`: TRL's GRPOConfig fields of the same names (at most one)."""
-    pd_name, ga_name = names
+    pd_name, ga_name, world_name = (*names, "world_size")[:3]
     if launched is not None and world is not None and launched != world:
         stated = BatchPlan(world, per_device, grad_accum, num_generations, steps_per_generation)
-        fix = f"launch {world} processes (--num_processes {world}), or set world_size: {launched}"
+        fix = f"launch {world} processes (--num_processes {world}), or set {world_name}: {launched}"
         target = global_batch or stated.global_batch
         if target % (per_device * launched) == 0:
             fix += (f" with {ga_name}: {target // (per_device * launched)} (which keeps the global "
@@ -162,7 +162,7 @@ def batch_plan(*, what: str, per_device: int, grad_accum: int, world: int | None
         else:
             fix += (f"; {launched} processes cannot keep the global batch of {target} with "
                     f"{per_device} per device ({target} is not divisible by {per_device} x {launched})")
-        raise ValueError(f"{what}: the recipe is written for world_size {world} ({stated.describe()}), "
+        raise ValueError(f"{what}: the recipe is written for {world_name} {world} ({stated.describe()}), "
                          f"but this launch has {launched} processes; {fix}")
     n = launched if launched is not None else world
     if global_batch is not None:
@@ -188,7 +188,7 @@ def batch_plan(*, what: str, per_device: int, grad_accum: int, world: int | None
     if n is None:
         return None
     if n < 1:
-        raise ValueError(f"{what}: world_size must be >= 1, got {n}")
+        raise ValueError(f"{what}: {world_name} must be >= 1, got {n}")
     plan = BatchPlan(n, per_device, grad_accum, num_generations, steps_per_generation)
     if num_generations is None:
         return plan

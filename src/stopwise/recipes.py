@@ -49,8 +49,12 @@ def load_config(cls, path: str | Path | None = None, values: dict | None = None,
         for key in values:
             if key not in hints:
                 renamed = getattr(cls, "RENAMED", {}).get(key)
-                if renamed:
-                    raise ValueError(f"{key!r} is now {renamed!r} (TRL's name for it)")
+                if renamed:  # "new", or ("new", why)
+                    new, why = (renamed, "TRL's name for it") if isinstance(renamed, str) else renamed
+                    raise ValueError(f"{key!r} is now {new!r} ({why})")
+                removed = getattr(cls, "REMOVED", {}).get(key)
+                if removed:
+                    raise ValueError(f"{key!r} is gone: {removed}")
                 hint = difflib.get_close_matches(str(key), hints, n=1)
                 raise ValueError(f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                  + f"; see {cls.__name__} for the keys")
@@ -73,6 +77,10 @@ def typed(name: str, value, hint):
         kind, args = typing.get_origin(option) or option, typing.get_args(option)
         if kind is Any:
             return value
+        if kind is typing.Literal:
+            if value in args:
+                return value
+            continue
         if kind is float and isinstance(value, str):
             try:
                 return float(value)

