@@ -94,7 +94,7 @@ def record_levels(out: str):
 
 def run(kind: str, spec: dict) -> dict:
     config = spec["config"]
-    callbacks = [stall_callback(spec["stall_at"], config["out"])] if spec.get("stall_at") else []
+    callbacks = [stall_callback(spec["stall_at"], config["output_dir"])] if spec.get("stall_at") else []
     if kind == "sft":
         from stopwise.supervision import run_sft, sft_config_from_dict
 
@@ -104,8 +104,8 @@ def run(kind: str, spec: dict) -> dict:
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL
     tldr = config_from_dict(config)
-    Path(tldr.out).mkdir(parents=True, exist_ok=True)
-    restore = record_levels(tldr.out)
+    Path(tldr.output_dir).mkdir(parents=True, exist_ok=True)
+    restore = record_levels(tldr.output_dir)
     try:
         return run_tldr(tldr, grader=hash_grader, callbacks=callbacks,
                         rollout_func=fixed_rollout(tldr.num_generations, tldr.max_completion_length))

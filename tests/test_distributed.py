@@ -12,7 +12,7 @@ from stopwise import distributed
 from stopwise.cli import main
 from stopwise.distributed import batch_plan
 from stopwise.supervision import SFTRunConfig
-from stopwise.tldr import TLDRConfig, load_recipe, make_grpo_config, run_tldr
+from stopwise.tldr import TLDRConfig, load_recipe, run_tldr
 from stopwise.tldr.train import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ACCEL = REPO / "recipes" / "accelerate"
 
 
 def tldr(**kw):
-    return TLDRConfig(**{"model": "m", "data": "d", "out": "o", **kw})
+    return TLDRConfig(**{"model": "m", "data": "d", "output_dir": "o", **kw})
 
 
 # ---------------------------------------------------------------- batch arithmetic
@@ -58,11 +58,11 @@ def test_combinations_trl_cannot_split_are_refused_naming_the_numbers(kw, messag
 
 def test_recipe_fields_are_checked_when_loaded():
     with pytest.raises(ValueError, match="world size 6 does not divide the global batch 64"):
-        tldr(world_size=6, global_batch_size=64, per_device_batch_size=8, num_generations=8)
+        tldr(processes=6, global_batch_size=64, per_device_train_batch_size=8, num_generations=8)
     with pytest.raises(ValueError, match="not divisible by num_generations 8"):
-        tldr(world_size=3, per_device_batch_size=2, num_generations=8)
-    with pytest.raises(ValueError, match="world_size must be >= 1"):
-        tldr(world_size=0)
+        tldr(processes=3, per_device_train_batch_size=2, num_generations=8)
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        tldr(processes=0)
     with pytest.raises(ValueError, match=r"global_batch_size 10 != 2 processes x 1 per device x 2 accumulation = 4"):
         SFTRunConfig(world_size=2, batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
     assert SFTRunConfig(world_size=8, batch_size=1, gradient_accumulation_steps=2, global_batch_size=16).batch_plan().global_batch == 16
@@ -71,7 +71,7 @@ def test_recipe_fields_are_checked_when_loaded():
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*qwen2.5*.yaml")), ids=lambda p: p.name)
 def test_many_gpu_recipes_state_their_launch(recipe):
     values = yaml.safe_load(recipe.read_text())
-    assert {"world_size", "global_batch_size"} <= set(values)
+    assert {"processes" if recipe.name.startswith("tldr") else "world_size", "global_batch_size"} <= set(values)
     if recipe.name.startswith("tldr"):
         plan = load_recipe(recipe).batch_plan()
         assert (plan.global_batch, plan.num_generations, plan.prompts_per_step) == (512, 8, 64)
@@ -82,10 +82,11 @@ def test_many_gpu_recipes_state_their_launch(recipe):
 
 
 def test_a_launch_with_another_world_size_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    # built before the launch's environment: TrainingArguments sets up the device as it is built
+    config = tldr(model=str(tmp_path / "no-model"), output_dir=str(tmp_path / "o"), processes=4,
+                  per_device_train_batch_size=4, num_generations=4, global_batch_size=16)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    config = tldr(model=str(tmp_path / "no-model"), out=str(tmp_path / "o"), world_size=4,
-                  per_device_batch_size=4, num_generations=4, global_batch_size=16)
-    with pytest.raises(ValueError, match=r"written for world_size 4 .* this launch has 2 processes.*"
+    with pytest.raises(ValueError, match=r"written for processes 4 .* this launch has 2 processes.*"
                                          r"gradient_accumulation_steps: 2 \(which keeps the global batch of 16\)"):
         run_tldr(config)
     assert not (tmp_path / "o").exists()
@@ -130,19 +131,18 @@ def test_accelerate_configs_name_deepspeed(monkeypatch):
         with pytest.raises(ValueError, match=rf"deepspeed_zero{stage}\.yaml \(distributed_type DEEPSPEED, "
                                              rf"ZeRO-{stage}\) uses DeepSpeed, which is not installed here: pip install deepspeed"):
             distributed.accelerate_launch_plan(ACCEL / f"deepspeed_zero{stage}.yaml")
-    with pytest.raises(ValueError, match=r"grpo_args\.deepspeed uses DeepSpeed, which is not installed"):
-        from stopwise.tldr.train import launch_plan
-
-        launch_plan(tldr(grpo_args={"deepspeed": "ds.json"}), 1)
+    with pytest.raises(ValueError, match=r"TLDRConfig\.deepspeed uses DeepSpeed, which is not installed"):
+        tldr(deepspeed="ds.json")  # refused as the config is built (TrainingArguments loads it there)
     with pytest.raises(ValueError, match=r"trainer_args\.deepspeed uses DeepSpeed"):
         from stopwise.supervision.sft import launch_plan as sft_plan
 
         sft_plan(SFTRunConfig(trainer_args={"deepspeed": "ds.json"}), 1)
+    config = tldr()  # before the launch's environment (the device is set up as it is built)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ValueError, match="this accelerate launch uses DeepSpeed"):
         from stopwise.tldr.train import check_launch
 
-        check_launch(tldr())
+        check_launch(config)
     plan = distributed.accelerate_launch_plan(ACCEL / "multi_gpu.yaml")
     assert (plan["num_processes"], plan["distributed_type"]) == (8, "MULTI_GPU")
 
@@ -160,8 +160,8 @@ def test_check_command_prints_the_plan_or_the_error(capsys, monkeypatch):
     assert main(["check", "tldr", "--config", recipe, "--num-processes", "6"]) == 2
     assert "6 processes cannot keep the global batch of 512" in capsys.readouterr().err
     assert main(["check", "tldr", "--config", recipe, "--num-processes", "4"]) == 2
-    assert "set world_size: 4 with gradient_accumulation_steps: 64" in capsys.readouterr().err
-    assert main(["check", "tldr", "--config", recipe, "--num-processes", "4", "--set", "world_size=4",
+    assert "set processes: 4 with gradient_accumulation_steps: 64" in capsys.readouterr().err
+    assert main(["check", "tldr", "--config", recipe, "--num-processes", "4", "--set", "processes=4",
                  "--set", "gradient_accumulation_steps=64"]) == 0
     assert json.loads(capsys.readouterr().out)["prompts_per_step"] == 64
     monkeypatch.setattr(distributed, "deepspeed_installed", lambda: False)
@@ -178,16 +178,16 @@ SERVER = REPO / "recipes" / "tldr_qwen2.5_7b_math_server.yaml"
 
 def test_server_recipe_client_settings_reach_trl():
     config = load_recipe(SERVER)
-    assert (config.use_vllm, config.vllm_mode, config.world_size) == (True, "server", 4)
-    args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
+    assert (config.use_vllm, config.vllm_mode, config.processes) == (True, "server", 4)
+    args = config_from_dict({**config.to_dict(), "bf16": False})
     assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port,
             args.vllm_server_timeout, args.vllm_server_base_url) == (True, "server", "127.0.0.1", 8000, 600.0, None)
     url = config_from_dict({**config.to_dict(), "bf16": False, "vllm_server_host": "0.0.0.0",
                             "vllm_server_base_url": "http://gen-node:8001"})
-    assert make_grpo_config(url).vllm_server_base_url == "http://gen-node:8001"
+    assert url.vllm_server_base_url == "http://gen-node:8001"
     # colocated recipes leave TRL's server defaults alone
-    colocate = make_grpo_config(config_from_dict({**load_recipe(REPO / "recipes" / "tldr_qwen2.5_7b_math.yaml").to_dict(),
-                                                  "bf16": False}))
+    colocate = config_from_dict({**load_recipe(REPO / "recipes" / "tldr_qwen2.5_7b_math.yaml").to_dict(),
+                                 "bf16": False})
     assert (colocate.vllm_mode, colocate.vllm_server_host, colocate.vllm_server_port) == ("colocate", "0.0.0.0", 8000)
 
 
@@ -217,7 +217,7 @@ def test_server_mode_needs_a_gpu_here(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("the CPU refusal")
-    config = config_from_dict({**load_recipe(SERVER).to_dict(), "bf16": False, "world_size": None,
-                               "global_batch_size": None, "out": str(tmp_path / "o")})
+    config = config_from_dict({**load_recipe(SERVER).to_dict(), "bf16": False, "processes": None,
+                               "global_batch_size": None, "output_dir": str(tmp_path / "o")})
     with pytest.raises(ValueError, match="use_vllm needs a GPU"):
         run_tldr(config)

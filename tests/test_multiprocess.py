@@ -191,7 +191,7 @@ def test_sft_killed_after_a_checkpoint_resumes_on_both_ranks(tiny_model_dir, tmp
 
 
 def tldr_config(model, data, out, **kw) -> dict:
-    base = dict(model=str(model), data=str(data), out=str(out), num_generations=4, max_completion_length=16,
+    base = dict(model=str(model), data=str(data), output_dir=str(out), num_generations=4, max_completion_length=16,
                 max_steps=2, save_steps=1, logging_steps=1, learning_rate=1e-3, save_total_limit=None,
                 progress=False, level_sampling="balanced")
     return {**base, **kw}
@@ -218,7 +218,7 @@ def test_tldr_two_processes_compute_what_one_does_and_resume(tiny_model_dir, pro
     checkpoint-1 and relaunched: the loss of both steps, the per-level metrics (pooled over
     both processes' completions, each once) and the weights equal one process's."""
     two, one = tmp_path / "two", tmp_path / "one"
-    config = tldr_config(tiny_model_dir, problem_file, two, per_device_batch_size=4)
+    config = tldr_config(tiny_model_dir, problem_file, two, per_device_train_batch_size=4)
     spec = write_spec(tmp_path / "spec.json", config, stall_at=1)
     run_until_stalled(accelerate(HELPERS, "tldr", spec), tmp_path, two)
     assert not (two / "checkpoint-2").exists()
@@ -228,7 +228,7 @@ def test_tldr_two_processes_compute_what_one_does_and_resume(tiny_model_dir, pro
     assert (summary["world_size"], summary["global_batch_size"], summary["prompts_per_step"]) == (2, 8, 2)
 
     reference = launch_helpers.run("tldr", {"config": tldr_config(tiny_model_dir, problem_file, one,
-                                                                  per_device_batch_size=8)})
+                                                                  per_device_train_batch_size=8)})
     assert reference["world_size"] == 1
     got, want = logs(two), logs(one)
     steps = [e for e in got if "loss" in e and "train_runtime" not in e]
@@ -263,7 +263,7 @@ def test_tldr_command_on_two_processes(tiny_model_dir, problem_file, tmp_path):
     """`stopwise tldr` itself, sampled rollouts: one summary, the per-level tokens of every
     process's completions equal TRL's gathered mean completion length."""
     out = tmp_path / "out"
-    config = tldr_config(tiny_model_dir, problem_file, out, per_device_batch_size=4, max_steps=1)
+    config = tldr_config(tiny_model_dir, problem_file, out, per_device_train_batch_size=4, max_steps=1)
     sets = [a for k, v in config.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     proc = run(accelerate("-m", "stopwise", "tldr", *sets), tmp_path)
     summary = json.loads(proc.stdout[proc.stdout.rindex('{\n  "model"'):])

@@ -13,10 +13,11 @@ from stopwise.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 # Size overrides: everything else is the recipe's own.
-# the recipes state an 8-process launch (world_size, global_batch_size): one process here
-ONE_PROCESS = ["world_size=1", "global_batch_size=null"]
-SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1", *ONE_PROCESS]
-TLDR_TOY = [*ONE_PROCESS, "num_generations=4", "per_device_batch_size=4", "gradient_accumulation_steps=1",
+# the recipes state an 8-process launch (SFT's world_size, TLDR's processes; global_batch_size):
+# one process here
+SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1", "world_size=1",
+           "global_batch_size=null"]
+TLDR_TOY = ["processes=1", "global_batch_size=null", "num_generations=4", "per_device_train_batch_size=4", "gradient_accumulation_steps=1",
             "max_completion_length=24", "max_steps=2", "limit=8", "dtype=float32", "bf16=false",
             "save_steps=1"]
 BENCHMARKS = ("math500", "amc23", "aime24", "olympiadbench")
@@ -96,7 +97,7 @@ def test_demo_recipes_are_what_the_demo_runs(tmp_path):
 
     demo = DemoConfig(out=str(tmp_path))
     paths = {"model": str(tmp_path / "sft"), "data": str(tmp_path / "world" / "train.jsonl"),
-             "out": str(tmp_path / "tldr")}
+             "output_dir": str(tmp_path / "tldr")}
     assert (REPO / "recipes" / "tldr_demo.yaml").resolve() == REPO / "src" / "stopwise" / "tldr" / "demo.yaml"
     recipe = asdict(load_recipe(REPO / "recipes" / "tldr_demo.yaml", paths))
     assert recipe == asdict(config_from_dict(demo.tldr_settings(), "demo"))

