@@ -64,14 +64,14 @@ def test_recipe_fields_are_checked_when_loaded():
     with pytest.raises(ValueError, match="processes must be >= 1"):
         tldr(processes=0)
     with pytest.raises(ValueError, match=r"global_batch_size 10 != 2 processes x 1 per device x 2 accumulation = 4"):
-        SFTRunConfig(world_size=2, batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
-    assert SFTRunConfig(world_size=8, batch_size=1, gradient_accumulation_steps=2, global_batch_size=16).batch_plan().global_batch == 16
+        SFTRunConfig(processes=2, batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
+    assert SFTRunConfig(processes=8, batch_size=1, gradient_accumulation_steps=2, global_batch_size=16).batch_plan().global_batch == 16
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*qwen2.5*.yaml")), ids=lambda p: p.name)
 def test_many_gpu_recipes_state_their_launch(recipe):
     values = yaml.safe_load(recipe.read_text())
-    assert {"processes" if recipe.name.startswith("tldr") else "world_size", "global_batch_size"} <= set(values)
+    assert {"processes", "global_batch_size"} <= set(values)
     if recipe.name.startswith("tldr"):
         plan = load_recipe(recipe).batch_plan()
         assert (plan.global_batch, plan.num_generations, plan.prompts_per_step) == (512, 8, 64)

@@ -13,9 +13,9 @@ from stopwise.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 # Size overrides: everything else is the recipe's own.
-# the recipes state an 8-process launch (SFT's world_size, TLDR's processes; global_batch_size):
+# the recipes state an 8-process launch (processes, global_batch_size):
 # one process here
-SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1", "world_size=1",
+SFT_TOY = ["max_steps=2", "max_length=4096", "use_cpu=true", "bf16=false", "save_steps=1", "processes=1",
            "global_batch_size=null"]
 TLDR_TOY = ["processes=1", "global_batch_size=null", "num_generations=4", "per_device_train_batch_size=4", "gradient_accumulation_steps=1",
             "max_completion_length=24", "max_steps=2", "limit=8", "dtype=float32", "bf16=false",

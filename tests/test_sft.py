@@ -333,6 +333,7 @@ def test_sft_options_have_trls_names_and_old_names_say_the_new_one():
                                                "lr_scheduler_type": "constant", "gradient_accumulation_steps": 2})
     assert (config.learning_rate, config.num_train_epochs, config.lr_scheduler_type,
             config.gradient_accumulation_steps) == (1e-4, 3, "constant", 2)
-    for old, new in (("lr", "learning_rate"), ("epochs", "num_train_epochs"), ("grad_accum", "gradient_accumulation_steps")):
+    for old, new in (("lr", "learning_rate"), ("epochs", "num_train_epochs"), ("grad_accum", "gradient_accumulation_steps"),
+                     ("world_size", "processes")):
         with pytest.raises(ValueError, match=rf"r\.yaml: '{old}' is now '{new}'"):
             load_config(SFTRunConfig, values={old: 1}, source="r.yaml")

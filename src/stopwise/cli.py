@@ -211,8 +211,7 @@ def cmd_check(args) -> int:
     plan = args.launch_plan(config, n)
     if plan is None:
         raise ValueError("the world size is not known: give --num-processes or --accelerate-config, "
-                         f"or state {'processes' if args.what == 'tldr' else 'world_size'} (or "
-                         "global_batch_size) in the recipe")
+                         "or state processes (or global_batch_size) in the recipe")
     report = {"recipe": args.config, **plan.to_dict()}
     if launch:
         report["launch"] = launch

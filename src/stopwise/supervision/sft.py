@@ -42,7 +42,8 @@ class SFTRunConfig:
 
     # options named as TRL's SFTConfig names them; a recipe with an old name is told the new one
     RENAMED = {"lr": "learning_rate", "epochs": "num_train_epochs", "lr_scheduler": "lr_scheduler_type",
-               "grad_accum": "gradient_accumulation_steps"}
+               "grad_accum": "gradient_accumulation_steps",
+               "world_size": ("processes", "as TLDR's recipes name it; world_size is the launch's own count")}
 
     model: str = field(
         default=WORLD_STUDENT,
@@ -63,7 +64,7 @@ class SFTRunConfig:
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
-    world_size: int | None = field(
+    processes: int | None = field(
         default=None,
         metadata={"help": "Processes the recipe is written for (accelerate's num_processes): a launch "
                   "with another number is refused before the model loads. None: any launch."},
@@ -145,7 +146,7 @@ class SFTRunConfig:
             raise ValueError(f"SFTRunConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.num_train_epochs <= 0 and self.max_steps <= 0:
             raise ValueError("SFTRunConfig: set num_train_epochs > 0 or max_steps > 0")
-        for name in ("world_size", "global_batch_size"):
+        for name in ("processes", "global_batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"SFTRunConfig.{name} must be an integer >= 1 or null, got {value!r}")
@@ -177,8 +178,8 @@ class SFTRunConfig:
         `launched`: the processes of the actual launch."""
 
         return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.gradient_accumulation_steps,
-                          world=self.world_size, global_batch=self.global_batch_size, launched=launched,
-                          names=("batch_size", "gradient_accumulation_steps"))
+                          world=self.processes, global_batch=self.global_batch_size, launched=launched,
+                          names=("batch_size", "gradient_accumulation_steps", "processes"))
 
     def uses_deepspeed(self) -> bool:
         return bool(self.trainer_args.get("deepspeed"))
@@ -210,7 +211,7 @@ def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
         max_length=min(config.max_length, 1024),
         warmup_ratio=0.0,
         pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10)},
-        world_size=None,  # quick sizes are not the recipe's
+        processes=None,  # quick sizes are not the recipe's
         global_batch_size=None,
     )
     return SFTRunConfig(**values)
