@@ -33,6 +33,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from stopwise.models.loading import DTYPES
 from stopwise.thinking import detect_thinking_format, eos_ids
 
 COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
@@ -231,7 +232,7 @@ class ServeConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "Address the server listens on."})
     port: int = field(default=8000, metadata={"help": "Port the server listens on."})
     dtype: str = field(default="auto", metadata={"help": "Weights dtype.",
-                                                 "choices": ["auto", "float32", "bfloat16", "float16"]})
+                                                 "choices": list(DTYPES)})
     eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected "
                                                     "from the tokenizer)."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM's tensor parallelism: devices per "

@@ -207,7 +207,6 @@ class PolicyCache:
         self.vocab_size: int | None = None
 
     def fmt(self, eot: str | None):
-
         eot = eot or self.default_eot
         if eot not in self._formats:
             try:

@@ -428,7 +428,6 @@ class DataParallelVLLMEngine:
         ids = check_parallel(tensor_parallel_size, data_parallel_size)
         from transformers import AutoTokenizer
 
-
         self.model = str(model)
         self.tensor_parallel_size = tensor_parallel_size
         self.data_parallel_size = data_parallel_size

@@ -19,7 +19,6 @@ def run_eot(run: RunDir) -> str:
 
 
 def regrade_run(run_dir: str) -> dict:
-
     run = RunDir(run_dir)
     run.config()  # a clear error when this is not a run directory
     with run:

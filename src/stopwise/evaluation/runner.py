@@ -22,19 +22,13 @@ from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
 from stopwise.grading import grade_samples
 from stopwise.models import load_model_and_tokenizer
+from stopwise.models.loading import DTYPES
 from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
 from stopwise.thinking import detect_thinking_format
 
 SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
 STREAM_GROUP = 8  # vLLM: finished samples graded and written in groups of this many
 ENGINES = ("hf", "vllm")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _controller_config_type():
-
-    return ControllerConfig
-
 
 @dataclass
 class EvalConfig:
@@ -60,7 +54,7 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.controller is None:
-            self.controller = _controller_config_type()()
+            self.controller = ControllerConfig()
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
         if self.batch_size < 1:
@@ -162,7 +156,6 @@ def run_eval(config: EvalConfig, loaded=None) -> dict:
     """Run (or resume) one evaluation. `loaded`: an engine (`make_engine`, shared by a sweep's
     runs) or, for the HF engine, a (model, tokenizer) pair; None builds the engine."""
 
-
     problems = load_benchmark(config.benchmark, data_dir=config.data_dir, limit=config.limit)
     if loaded is None:
         engine = make_engine(config)
@@ -218,7 +211,6 @@ def run_batch(engine, config: EvalConfig, batch, done, prompts, fmt, tokenizer, 
     its graded records. With a `writer` (vLLM), finished samples are graded on a thread of
     their own while the engine goes on generating."""
     import torch
-
 
     clock = [time.perf_counter()]
     pending: list[dict] = []
@@ -279,7 +271,6 @@ class BackgroundWriter:
         self.thread.start()
 
     def work(self) -> None:
-
         while (records := self.queue.get()) is not None:
             if self.error is not None:
                 continue

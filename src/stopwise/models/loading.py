@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # the weights dtypes the loaders take
+
 
 def looks_like_local_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()

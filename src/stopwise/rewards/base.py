@@ -98,7 +98,6 @@ def default_grader(completions: list[str], golds: list[Any], eot: str | None,
 
 
 def _grade_one(completion: str, gold: Any, eot: str | None, hit_cap: bool = False) -> bool:
-
     return bool(is_correct(completion, gold, eot=eot, hit_cap=hit_cap))
 
 

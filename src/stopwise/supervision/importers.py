@@ -176,7 +176,6 @@ def _boxed_gold(text: str | None) -> str | None:
 
 
 def _gold(record: dict) -> Any:
-
     for key in GOLD_KEYS:
         if record.get(key) is not None:
             return normalize_answer(record[key])
@@ -418,7 +417,6 @@ def _reason(c: Candidate, eot: str) -> str | None:
 
 
 def _grade(cands: list[Candidate], config: ImportConfig, report: _Report) -> list[Candidate]:
-
     graded = []
     for c in cands:
         if c.gold is None:

@@ -266,7 +266,6 @@ def _load_model(config: SFTRunConfig, out: Path):
 
 
 def _set_chat_template(tokenizer, config: SFTRunConfig) -> None:
-
     if config.chat_template == "chatml":
         tokenizer.chat_template = CHAT_TEMPLATE
     elif config.chat_template:

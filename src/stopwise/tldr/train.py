@@ -33,6 +33,7 @@ from trl import GRPOConfig
 from stopwise import distributed
 from stopwise.distributed import batch_plan, use_plain_cpu_device
 from stopwise.io import last_checkpoint
+from stopwise.models.loading import DTYPES
 from stopwise.prompts import (
     DEFAULT_INSTRUCTION,
     DEFAULT_LEVEL_INSTRUCTIONS,
@@ -49,7 +50,6 @@ from stopwise.tldr.data import LEVEL_SAMPLING, PROMPT_FORMATS, build_tldr_datase
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("colocate", "server")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 # TRL's defaults of the server-mode client settings (GRPOConfig)
 SERVER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)
                    if f.name in ("vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout")}
@@ -133,8 +133,8 @@ class TLDRConfig(GRPOConfig):
     def __post_init__(self):
         import torch
 
+        self._stated = {name: getattr(self, name) for name in _DERIVED}  # before TRL fills them in
         self.validate()
-        self._stated = {name: getattr(self, name) for name in _DERIVED}
         cuda = torch.cuda.is_available()
         if self.use_cpu is None:
             self.use_cpu = not cuda
@@ -213,15 +213,9 @@ class TLDRConfig(GRPOConfig):
         return batch_plan(
             what="TLDR", per_device=self.per_device_train_batch_size, grad_accum=self.gradient_accumulation_steps,
             world=self.processes, global_batch=self.global_batch_size, launched=launched,
-            num_generations=self.num_generations, **self._stated_generation(),
+            num_generations=self.num_generations, generation_batch=self._stated["generation_batch_size"],
+            steps_per_generation=self._stated["steps_per_generation"],
             names=("per_device_train_batch_size", "gradient_accumulation_steps", "processes"))
-
-    def _stated_generation(self) -> dict:
-        """The recipe's own generation_batch_size / steps_per_generation: GRPOConfig's
-        __post_init__ fills in both when neither is set."""
-        stated = getattr(self, "_stated", None) or {name: getattr(self, name) for name in _DERIVED}
-        return {"generation_batch": stated["generation_batch_size"],
-                "steps_per_generation": stated["steps_per_generation"]}
 
     def uses_deepspeed(self) -> bool:
         return bool(self.deepspeed)
@@ -292,7 +286,6 @@ class TLDRConfig(GRPOConfig):
 
     # ------------------------------------------------------------ builders
     def prompt_config(self):
-
         return PromptConfig(
             system_prompt=self.system_prompt,
             instruction=self.instruction,
@@ -301,7 +294,6 @@ class TLDRConfig(GRPOConfig):
 
     def make_reward(self, eos_token_ids=None, eot: str | None = None, grader=None, tokenizer=None, fmt=None):
         """The run's LengthPenalizedReward (also the check of weights, budgets and form)."""
-
         if not isinstance(self.level_weights, dict) or not self.level_weights:
             raise ValueError("level_weights must map each level to its penalty weight")
         unknown = [lv for lv in self.level_weights if lv not in self.level_instructions]
@@ -329,7 +321,7 @@ class TLDRConfig(GRPOConfig):
     def to_dict(self) -> dict:
         """The fields as a recipe writes them (TrainingArguments.to_dict: enums as their values,
         tokens masked), with the recipe's own generation_batch_size / steps_per_generation."""
-        return {**super().to_dict(), **getattr(self, "_stated", {})}
+        return {**super().to_dict(), **self._stated}
 
 
 def _choice(name: str, value: str, choices) -> None:

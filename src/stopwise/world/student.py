@@ -93,7 +93,6 @@ def build_world_tokenizer(vocab_size: int = 768, seed: int = 0, template: str = 
     """A `PreTrainedTokenizerFast` for the world (see the module docstring)."""
     from tokenizers import Regex, pre_tokenizers
 
-
     pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
