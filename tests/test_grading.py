@@ -230,6 +230,24 @@ def test_a_gold_math_verify_cannot_read_is_reported():
     assert [g.correct for g in grades] == [True, False]  # compared as strings
 
 
+def test_nothing_to_read_grades_without_the_worker_once_the_gold_is_known(monkeypatch):
+    # a cut completion without a box, and an empty answer phase: only the gold's readability
+    # decides the status; the worker reads each gold once, after that it is not asked
+    cases = [("x" * 50, "4", True), ("</think>", "4", False), ("x", "t(0,4]", True)]
+    first = grade_details(*zip(*[(c, g) for c, g, _ in cases]), hit_cap=[h for *_, h in cases])
+    assert [(g.prediction, g.correct, g.status) for g in first] == [
+        (None, False, "no_answer"), (None, False, "no_answer"), (None, False, "gold_unparsed")]
+
+    def no_pool():
+        raise AssertionError("the worker pool was asked")
+
+    monkeypatch.setattr(grading, "get_pool", no_pool)
+    again = grade_details(["y" * 9, "</think>  ", "z"], ["4", "4", "t(0,4]"], hit_cap=[True, False, True])
+    assert again == first
+    with pytest.raises(AssertionError, match="worker pool"):  # an answer to read still goes to it
+        grade_details(["</think>\\boxed{5}"], ["4"])
+
+
 def test_grade_samples(benchmarks):
     problems = benchmarks["amc23"][:3]
     golds = {p.id: p for p in problems}

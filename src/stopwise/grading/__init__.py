@@ -164,6 +164,16 @@ def _same_plain_number(context: str | None, boxes: str | None, gold: Gold) -> bo
     return end >= 0 and "answer" not in context[end + len(boxes) :].lower()
 
 
+# gold (a string, or a tuple of parts) -> whether math-verify reads a value from it, as the
+# worker found: a completion with nothing to read (cut at the cap without a box, or empty)
+# then grades without a round trip to the worker, which would only re-read the gold
+_GOLD_READABLE: dict = {}
+
+
+def _gold_key(gold: Gold):
+    return tuple(gold) if isinstance(gold, list) else gold
+
+
 def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None = DEFAULT_EOT,
                   timeout: float = DEFAULT_TIMEOUT, hit_cap: Sequence[bool] | None = None) -> list[Grade]:
     """Grade many completions at once; see the module docstring for the rules.
@@ -188,6 +198,10 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
         if _same_plain_number(context, boxes, gold):
             out[i] = Grade(boxes[len("\\boxed{") : -1], True, "verified")
             continue
+        readable = _GOLD_READABLE.get(_gold_key(gold))
+        if context is None and boxes is None and not alternatives and readable is not None:
+            out[i] = Grade(None, False, "no_answer" if readable else "gold_unparsed")
+            continue
         tasks.append((GRADE_TASK, (context, boxes, gold, alternatives)))
         where.append(i)
     if tasks:
@@ -196,6 +210,9 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
             if res.ok:
                 prediction, correct, status = res.value
                 out[i] = Grade(prediction, bool(correct), status)
+                if len(_GOLD_READABLE) > 10_000:
+                    _GOLD_READABLE.clear()
+                _GOLD_READABLE[_gold_key(_gold_value(golds[i]))] = status != "gold_unparsed"
             else:
                 out[i] = Grade(None, False, res.status)
     return out  # type: ignore[return-value]
