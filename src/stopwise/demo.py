@@ -49,8 +49,11 @@ class DemoConfig:
     eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of every evaluation."})
     max_new_tokens: int = field(default=0, metadata={"help": "Evaluation cap (0: the world's default)."})
     batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
-    ts_values: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0],
-                                   metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself)."})
+    ts_values: list[float] = field(
+        default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+        metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself; "
+                  "below 1 it thinks longer, so that budget forcing's points, whose answers run on "
+                  "after the forced stop, fall inside TS's token range)."})
     budget_fractions: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9],
                                           metadata={"help": "Budgets of the budget-forcing sweep, as fractions of "
                                                     "the SFT student's mean thinking tokens on the dev split."})

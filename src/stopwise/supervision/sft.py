@@ -55,7 +55,10 @@ class SFTRunConfig:
                   "'world' generates demo-world teacher traces."},
     )
     out: str = field(default="runs/sft", metadata={"help": "Run directory: checkpoints, final model, sft_run.json."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the data."})
+    num_train_epochs: float = field(
+        default=3.0,
+        metadata={"help": "Passes over the data. The demo's 3: at 2 the student of one seed in five never learnt which step a pass starts at (dev accuracy 0.355; 0.97 at 3)."},
+    )
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by num_train_epochs)."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
