@@ -1,10 +1,12 @@
 """Stopping controllers: act on the end of the thinking phase at decoding time (SPEC, Intervention).
 
 - `core`: engine-agnostic per-sequence state machine (`StopPolicy`, `SequenceState`,
-  `ts_log_probs`, `RequestController` for per-request engines such as vLLM). Semantics there.
+  `ts_log_probs`, `RequestController` for per-request engines such as vLLM; semantics there),
+  and one run's settings, `ControllerConfig`, which `make_policy` turns into a `StopPolicy`.
 - `hf`: HF `generate` batch `LogitsProcessor`s: `TemperatureScaling`, `BudgetForcing`,
-  `StopRankRecorder` (observer). One instance per generate call (or `reset()`).
-- `config`: `ControllerConfig` and `make_controller(config, tokenizer, fmt)`.
+  `StopRankRecorder` (observer). One instance per generate call (or `reset()`), from
+  `make_controller(config, tokenizer, fmt)`.
+- `vllm`: the same controllers as a vLLM logits processor (imports vLLM).
 
 Where they go in HF `generate` (transformers 5.17, `GenerationMixin._get_logits_processor`):
 generate's own non-warper processors (repetition penalty, no-repeat-ngram, bad words, min length,
@@ -17,18 +19,16 @@ top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, top_h=
 defaults to 50 when neither the call nor the model's generation_config sets it).
 """
 
-from stopwise.controllers.config import (
-    CONTROLLER_NAMES,
-    ControllerConfig,
-    make_controller,
-)
 from stopwise.controllers.core import (
+    CONTROLLER_NAMES,
     S1_ANSWER_PREFIX,
     S1_IGNORE_STRING,
+    ControllerConfig,
     Phase,
     RequestController,
     SequenceState,
     StopPolicy,
+    make_policy,
     ts_log_probs,
     ts_stop_logit,
 )
@@ -37,6 +37,7 @@ from stopwise.controllers.hf import (
     StopControllerProcessor,
     StopRankRecorder,
     TemperatureScaling,
+    make_controller,
 )
 from stopwise.thinking import encode_text, eos_ids
 
@@ -56,6 +57,7 @@ __all__ = [
     "eos_ids",
     "encode_text",
     "make_controller",
+    "make_policy",
     "ts_log_probs",
     "ts_stop_logit",
 ]

@@ -19,8 +19,14 @@ from collections.abc import Iterable, Sequence
 import torch
 from transformers import LogitsProcessor
 
-from stopwise.controllers.core import S1_ANSWER_PREFIX, SequenceState, StopPolicy
-from stopwise.thinking import encode_text, eos_ids
+from stopwise.controllers.core import (
+    S1_ANSWER_PREFIX,
+    ControllerConfig,
+    SequenceState,
+    StopPolicy,
+    make_policy,
+)
+from stopwise.thinking import ThinkingFormat, encode_text, eos_ids
 
 
 class _BatchTracker(LogitsProcessor):
@@ -239,3 +245,20 @@ class StopRankRecorder(_BatchTracker):
     @property
     def ranks(self) -> list[list[int]]:
         return [list(r) for r in self._ranks]
+
+
+def make_controller(config: ControllerConfig, tokenizer, fmt: ThinkingFormat, **policy_kwargs):
+    """A FRESH HF logits processor for one generate call, or None when nothing intervenes.
+
+    `policy_kwargs`: `make_policy`'s `do_sample`, `eos_token_ids`, `generator`.
+
+    `do_sample` must say how the run decodes (it decides how budget forcing recognises a stop,
+    see `controllers.core`); `eos_token_ids` default to the tokenizer's EOS; `generator` drives
+    the sampled stop decision (default torch's global CPU RNG). Errors (bad settings, strings the
+    tokenizer cannot encode) are raised here, before generation.
+    """
+    policy = make_policy(config, tokenizer, fmt, **policy_kwargs)
+    if policy is None:
+        return None
+    cls = TemperatureScaling if config.name == "ts" else BudgetForcing
+    return cls.from_policy(policy)

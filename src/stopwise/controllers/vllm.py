@@ -14,7 +14,7 @@ plus `eot` (the delimiter, default: detected from the tokenizer, or $STOPWISE_EO
 without any of these keys is left alone. Unknown keys are an error naming them.
 
 Same semantics as the HF adapters: every row of the batch follows its own `SequenceState` of
-the engine-agnostic `StopPolicy` (`controllers.core`), built by `config.make_policy`.
+the engine-agnostic `StopPolicy` (`controllers.core`), built by `core.make_policy`.
 
 Where vLLM applies it (vllm/v1/sample/sampler.py, 0.31): a processor that is not
 argmax-invariant runs on the float32 logits BEFORE the sampling temperature `tau` (then
@@ -53,8 +53,14 @@ from dataclasses import dataclass
 
 import torch
 
-from stopwise.controllers.config import CONTROLLER_NAMES, ControllerConfig, make_policy
-from stopwise.controllers.core import Phase, SequenceState, StopPolicy
+from stopwise.controllers.core import (
+    CONTROLLER_NAMES,
+    ControllerConfig,
+    Phase,
+    SequenceState,
+    StopPolicy,
+    make_policy,
+)
 from stopwise.thinking import DelimiterError, detect_thinking_format, eos_ids
 
 try:  # the processor's base class; the rest of this module works without vLLM

@@ -15,8 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from stopwise.benchmarks import load_benchmark
-from stopwise.controllers import ControllerConfig
-from stopwise.controllers.config import make_policy
+from stopwise.controllers import ControllerConfig, make_policy
 from stopwise.engines import HFEngine, SamplingSettings, sample_seed
 from stopwise.evaluation.metrics import summarize
 from stopwise.evaluation.rundir import RunDir
