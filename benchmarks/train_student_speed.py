@@ -40,7 +40,7 @@ def main() -> int:
         raise SystemExit(f"{out} already holds a run; a speed measurement needs a fresh directory")
     load_before = os.getloadavg()
     t0 = time.time()
-    result = run_sft(SFTRunConfig(out=str(out), quick=args.quick, num_threads=args.threads, progress=False))
+    result = run_sft(SFTRunConfig(output_dir=str(out), quick=args.quick, num_threads=args.threads, progress=False))
     wall = time.time() - t0
     print(json.dumps({
         "wall_seconds": round(wall, 1),

@@ -23,7 +23,7 @@ stopwise eval --model "$DEMO/sft" --benchmark "$DEMO/world/train.jsonl" --limit 
 [ -f "$OUT/shortest.jsonl" ] || stopwise data shortest-correct "$OUT/sampling" \
     --problems "$DEMO/world/train.jsonl" --out "$OUT/shortest.jsonl"
 [ -f "$OUT/shortest-sft/sft_run.json" ] || stopwise sft --model "$DEMO/sft" --data "$OUT/shortest.jsonl" \
-    --out "$OUT/shortest-sft" --set learning_rate=1e-3 --set num_train_epochs=2
+    --output_dir "$OUT/shortest-sft" --set learning_rate=1e-3 --set num_train_epochs=2
 stopwise eval --model "$OUT/shortest-sft" --benchmark "$DEMO/world/test.jsonl" "${SAMPLING[@]}" \
     --out "$OUT/eval/shortest-sft"
 stopwise report "$DEMO/eval/sft" "$OUT/eval/shortest-sft" --out "$OUT/report" > /dev/null

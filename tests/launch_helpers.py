@@ -94,7 +94,7 @@ def record_levels(out: str):
 
 def run(kind: str, spec: dict) -> dict:
     config = spec["config"]
-    out = config["out"] if kind == "sft" else config["output_dir"]  # SFTRunConfig's name, GRPOConfig's
+    out = config["output_dir"]
     callbacks = [stall_callback(spec["stall_at"], out)] if spec.get("stall_at") else []
     if kind == "sft":
         from stopwise.supervision import run_sft, sft_config_from_dict

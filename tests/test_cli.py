@@ -60,7 +60,8 @@ def test_help_shows_every_field_with_its_help(capsys):
     assert "--name" not in text  # ControllerConfig.name is --controller
     with pytest.raises(SystemExit):
         parse("sft", "--help")  # a % in a help would break argparse's formatting
-    assert "--fused_loss" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "--fused_loss" in text and "--max_grad_norm" in text  # TRL's options too
     from stopwise.serving import ServeConfig
 
     with pytest.raises(SystemExit):
@@ -89,11 +90,12 @@ def test_recipe_then_set_then_flags(tmp_path):
 
 def test_recipe_errors_name_the_key_and_the_source(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("batch_sise: 4\n")
+    recipe.write_text("learning_rte: 4\n")
     assert main(["sft", "--config", str(recipe)]) == 2
-    assert "r.yaml: unknown key 'batch_sise' (did you mean 'batch_size'?)" in capsys.readouterr().err
-    assert main(["check", "sft", "--set", "batch_size=four", "--num-processes", "1"]) == 2
-    assert "stopwise check: error: flags: batch_size must be int, got str 'four'" in capsys.readouterr().err
+    assert "r.yaml: unknown key 'learning_rte' (did you mean 'learning_rate'?)" in capsys.readouterr().err
+    assert main(["check", "sft", "--set", "per_device_train_batch_size=four", "--num-processes", "1"]) == 2
+    assert ("stopwise check: error: flags: per_device_train_batch_size must be int, got str 'four'"
+            in capsys.readouterr().err)
     with pytest.raises(ValueError, match=r"student must be dict, got list"):
         sft_config_from_dict({"student": []})
     with pytest.raises(ValueError, match=r"levels\[1\] must be str, got int 3"):
@@ -101,9 +103,11 @@ def test_recipe_errors_name_the_key_and_the_source(tmp_path, capsys):
 
 
 def test_check_echoes_the_flags(tmp_path, capsys):
-    assert main(["check", "sft", "--set", "batch_size=2", "--out", "my run", "--num-processes", "2"]) == 0
+    assert main(["check", "sft", "--set", "per_device_train_batch_size=2", "--output_dir", "my run",
+                 "--num-processes", "2"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)  # JSON is YAML
-    assert out["command"] == "accelerate launch --num_processes 2 -m stopwise sft --set batch_size=2 --out 'my run'"
+    assert out["command"] == ("accelerate launch --num_processes 2 -m stopwise sft "
+                              "--set per_device_train_batch_size=2 --output_dir 'my run'")
 
 
 def test_flags_leave_out_what_a_flag_cannot_spell():

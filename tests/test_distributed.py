@@ -64,8 +64,9 @@ def test_recipe_fields_are_checked_when_loaded():
     with pytest.raises(ValueError, match="processes must be >= 1"):
         tldr(processes=0)
     with pytest.raises(ValueError, match=r"global_batch_size 10 != 2 processes x 1 per device x 2 accumulation = 4"):
-        SFTRunConfig(processes=2, batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
-    assert SFTRunConfig(processes=8, batch_size=1, gradient_accumulation_steps=2, global_batch_size=16).batch_plan().global_batch == 16
+        SFTRunConfig(processes=2, per_device_train_batch_size=1, gradient_accumulation_steps=2, global_batch_size=10)
+    assert SFTRunConfig(processes=8, per_device_train_batch_size=1, gradient_accumulation_steps=2,
+                        global_batch_size=16).batch_plan().global_batch == 16
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*qwen2.5*.yaml")), ids=lambda p: p.name)
@@ -133,10 +134,8 @@ def test_accelerate_configs_name_deepspeed(monkeypatch):
             distributed.accelerate_launch_plan(ACCEL / f"deepspeed_zero{stage}.yaml")
     with pytest.raises(ValueError, match=r"TLDRConfig\.deepspeed uses DeepSpeed, which is not installed"):
         tldr(deepspeed="ds.json")  # refused as the config is built (TrainingArguments loads it there)
-    with pytest.raises(ValueError, match=r"trainer_args\.deepspeed uses DeepSpeed"):
-        from stopwise.supervision.sft import launch_plan as sft_plan
-
-        sft_plan(SFTRunConfig(trainer_args={"deepspeed": "ds.json"}), 1)
+    with pytest.raises(ValueError, match=r"SFTRunConfig\.deepspeed uses DeepSpeed, which is not installed"):
+        SFTRunConfig(deepspeed="ds.json")  # as TLDRConfig's
     config = tldr()  # before the launch's environment (the device is set up as it is built)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ValueError, match="this accelerate launch uses DeepSpeed"):

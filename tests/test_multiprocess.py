@@ -118,7 +118,7 @@ def rel(a: float, b: float) -> float:
 
 
 SFT_BASE = dict(max_length=256, logging_steps=1, progress=False, use_cpu=True, learning_rate=1e-3,
-                lr_scheduler_type="constant", warmup_ratio=0.0, save_total_limit=None)
+                lr_scheduler_type="constant", warmup_steps=0.0, save_total_limit=None)
 
 
 def test_sft_two_processes_compute_what_one_does(tiny_model_dir, data_dir, tmp_path):
@@ -130,12 +130,12 @@ def test_sft_two_processes_compute_what_one_does(tiny_model_dir, data_dir, tmp_p
 
     traces = str(data_dir / "sft" / "r1_traces_sample.json")
     common = dict(SFT_BASE, model=str(tiny_model_dir), data=traces, max_steps=1, save_steps=1)
-    sets = [a for k, v in {**common, "batch_size": 1}.items() if k not in ("model", "data")
+    sets = [a for k, v in {**common, "per_device_train_batch_size": 1}.items() if k not in ("model", "data")
             for a in ("--set", f"{k}={json.dumps(v)}")]
     proc = run(accelerate("-m", "stopwise", "sft", "--model", str(tiny_model_dir), "--data", traces,
-                          "--out", str(tmp_path / "two"), *sets), tmp_path)
+                          "--output_dir", str(tmp_path / "two"), *sets), tmp_path)
     assert proc.stdout.count('"global_step"') == 1  # one summary, from rank 0
-    one = run_sft(SFTRunConfig(**common, batch_size=2, out=str(tmp_path / "one")))
+    one = run_sft(SFTRunConfig(**common, per_device_train_batch_size=2, output_dir=str(tmp_path / "one")))
     two = json.loads((tmp_path / "two" / "sft_run.json").read_text())["result"]
     assert (two["world_size"], two["global_batch_size"]) == (2, 2)
     assert (one["world_size"], one["global_batch_size"]) == (1, 2)
@@ -147,7 +147,7 @@ def test_sft_two_processes_compute_what_one_does(tiny_model_dir, data_dir, tmp_p
     print(f"SFT first loss: 2 processes {two['first_loss']!r}, 1 process {one['first_loss']!r}; "
           f"params {stats}")
     # what `accelerate launch --cpu --num_processes 2` ran: ONE process, batch 1 (refused now)
-    alone = run_sft(SFTRunConfig(**common, batch_size=1, out=str(tmp_path / "alone")))
+    alone = run_sft(SFTRunConfig(**common, per_device_train_batch_size=1, output_dir=str(tmp_path / "alone")))
     assert rel(alone["first_loss"], one["first_loss"]) > 1e-3
 
 
@@ -162,9 +162,9 @@ def test_sft_killed_after_a_checkpoint_resumes_on_both_ranks(tiny_model_dir, tmp
     data = tmp_path / "traces.jsonl"
     write_traces(data, [trace_record(t, f"w{i}") for i, t in enumerate(make_traces(24, 0))])
     common = dict(SFT_BASE, model=str(tiny_model_dir), data=str(data), max_steps=3, save_steps=1,
-                  max_length=1024, group_by_length=True)
+                  max_length=1024, train_sampling_strategy="group_by_length")
     two = tmp_path / "two"
-    config = {**common, "batch_size": 2, "out": str(two)}
+    config = {**common, "per_device_train_batch_size": 2, "output_dir": str(two)}
     spec = write_spec(tmp_path / "spec.json", config, stall_at=2)
     run_until_stalled(accelerate(HELPERS, "sft", spec), tmp_path, two)
     assert not (two / "checkpoint-3").exists() and not (two / "sft_run.json").exists()
@@ -175,7 +175,7 @@ def test_sft_killed_after_a_checkpoint_resumes_on_both_ranks(tiny_model_dir, tmp
     result = json.loads((two / "sft_run.json").read_text())["result"]
     assert result["resumed_from"] == str(two / "checkpoint-2") and result["global_step"] == 3
     one = tmp_path / "one"
-    run_sft(SFTRunConfig(**common, batch_size=4, out=str(one)))
+    run_sft(SFTRunConfig(**common, per_device_train_batch_size=4, output_dir=str(one)))
     state = json.loads((two / "checkpoint-3" / "trainer_state.json").read_text())
     state1 = json.loads((one / "checkpoint-3" / "trainer_state.json").read_text())
     assert len(losses(state["log_history"])) == 3
@@ -282,7 +282,7 @@ def test_accelerate_cpu_flag_launch_is_refused(tiny_model_dir, data_dir, tmp_pat
     """`accelerate launch --cpu --num_processes 2` starts one process (accelerate runs N CPU
     processes only through mpirun): refused before the model loads, naming the CPU config."""
     cmd = accelerate("--cpu", "--num_processes", "2", "-m", "stopwise", "sft", "--model", str(tiny_model_dir),
-                     "--data", str(data_dir / "sft" / "r1_traces_sample.json"), "--out", str(tmp_path / "o"),
+                     "--data", str(data_dir / "sft" / "r1_traces_sample.json"), "--output_dir", str(tmp_path / "o"),
                      "--set", "max_steps=1", cpu_config=False)
     proc = subprocess.run(cmd, cwd=tmp_path, env=launch_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0

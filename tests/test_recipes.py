@@ -103,6 +103,6 @@ def test_demo_recipes_are_what_the_demo_runs(tmp_path):
     assert recipe == asdict(config_from_dict(demo.tldr_settings(), "demo"))
     sft = asdict(load_sft_config(REPO / "recipes" / "sft_demo.yaml"))
     ours = asdict(demo.sft_config())
-    for key in ("out", "num_threads", "progress", "save_steps", "logging_steps"):  # where and how it reports
+    for key in ("output_dir", "num_threads", "progress", "disable_tqdm", "save_steps", "logging_steps"):  # where and how it reports
         sft.pop(key), ours.pop(key)
     assert sft == ours

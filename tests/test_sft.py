@@ -1,5 +1,6 @@
 """Supervision: trace validation, the SFT run (assistant-only loss, resume), recipes, builders."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_bad_json_names_the_line(tmp_path):
 
 
 def test_assistant_only_mask(tmp_path):
-    config = SFTRunConfig(out=str(tmp_path / "run"), quick=True, progress=False, student={"hidden_size": 32})
+    config = SFTRunConfig(output_dir=str(tmp_path / "run"), quick=True, progress=False, student={"hidden_size": 32})
     trainer, data, _ = prepare(config, traces=world_traces(4))
     tok = trainer.processing_class
     for row, trace in zip(trainer.train_dataset, data):
@@ -117,7 +118,7 @@ def test_logits_loss_equals_the_fused_loss(tmp_path):
     traces = world_traces(6)
     trainers = {}
     for fused in (None, True):
-        config = SFTRunConfig(out=str(tmp_path / f"run-{fused}"), quick=True, progress=False,
+        config = SFTRunConfig(output_dir=str(tmp_path / f"run-{fused}"), quick=True, progress=False,
                               fused_loss=fused, student={"hidden_size": 32})
         trainers[fused] = prepare(config, traces=traces)[0]
     # the demo student's 500-token vocabulary picks the logits loss; True forces TRL's own
@@ -139,7 +140,7 @@ def test_quick_sft_lowers_the_loss_and_saves_a_model(tmp_path):
     from stopwise.models import load_model_and_tokenizer
 
     out = tmp_path / "run"
-    result = run_sft(SFTRunConfig(out=str(out), quick=True, progress=False))
+    result = run_sft(SFTRunConfig(output_dir=str(out), quick=True, progress=False))
     assert result["global_step"] == 12 and result["resumed_from"] is None
     # the world student is pretrained first (10 steps in quick mode), so SFT starts lower
     assert result["last_loss"] < result["first_loss"] - 0.5
@@ -158,7 +159,7 @@ def test_resume_after_a_kill(tmp_path):
                 raise KeyboardInterrupt("simulated kill")
 
     out = tmp_path / "run"
-    config = SFTRunConfig(out=str(out), quick=True, progress=False, save_steps=3,
+    config = SFTRunConfig(output_dir=str(out), quick=True, progress=False, save_steps=3,
                           student={"hidden_size": 32})
     with pytest.raises(KeyboardInterrupt):
         run_sft(config, callbacks=[Kill()])
@@ -170,7 +171,7 @@ def test_resume_after_a_kill(tmp_path):
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert steps == sorted(set(steps))  # steps 7-12 trained once after the resume
     # a resumed run must train on the traces it started with, not on rewritten ones
-    changed = SFTRunConfig(**{**config.__dict__, "world_level_share": 0.0})
+    changed = dataclasses.replace(config, world_level_share=0.0)
     with pytest.raises(ValueError, match="other teacher settings"):
         run_sft(changed)
 
@@ -183,15 +184,15 @@ def test_traces_over_max_length_are_dropped_and_counted_not_cut(tmp_path):
     n_long = sum(n > cap for n in lengths)
     assert 0 < n_long < 8
     base = dict(quick=True, progress=False, student={"hidden_size": 32}, max_length=cap)
-    trainer, data, _ = prepare(SFTRunConfig(out=str(tmp_path / "drop"), over_length="drop", **base), traces=traces)
+    trainer, data, _ = prepare(SFTRunConfig(output_dir=str(tmp_path / "drop"), over_length="drop", **base), traces=traces)
     assert len(data) == len(trainer.train_dataset) == 8 - n_long and trainer.over_length["n"] == n_long
     assert trainer.over_length["longest"] == max(lengths)
     assert trainer.over_length["ids"] == [t["id"] for t, n in zip(traces, lengths) if n > cap]
     # every trace kept ends with its answer and end of turn: nothing was cut
     assert all(row["input_ids"][-2] == tok.convert_tokens_to_ids("<|im_end|>") for row in trainer.train_dataset)
     with pytest.raises(ValueError, match=rf"{n_long} of 8 traces longer than max_length {cap}"):
-        prepare(SFTRunConfig(out=str(tmp_path / "err"), over_length="error", **base), traces=traces)
-    trainer, data, _ = prepare(SFTRunConfig(out=str(tmp_path / "cut"), **base), traces=traces)  # the default
+        prepare(SFTRunConfig(output_dir=str(tmp_path / "err"), over_length="error", **base), traces=traces)
+    trainer, data, _ = prepare(SFTRunConfig(output_dir=str(tmp_path / "cut"), **base), traces=traces)  # the default
     assert len(trainer.train_dataset) == 8 and max(len(r["input_ids"]) for r in trainer.train_dataset) == cap
     with pytest.raises(ValueError, match="over_length must be one of"):
         SFTRunConfig(over_length="squeeze")
@@ -200,8 +201,8 @@ def test_traces_over_max_length_are_dropped_and_counted_not_cut(tmp_path):
 def test_sft_config_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'learning_rte' \\(did you mean 'learning_rate'\\?\\)"):
         sft_config_from_dict({"learning_rte": 1e-5})
-    with pytest.raises(ValueError, match="batch_size"):
-        SFTRunConfig(batch_size=0)
+    with pytest.raises(ValueError, match="per_device_train_batch_size must be > 0"):
+        SFTRunConfig(per_device_train_batch_size=0)
     with pytest.raises(ValueError, match="bf16"):
         SFTRunConfig(use_cpu=True, bf16=True)
     with pytest.raises(ValueError, match="world_level_share"):
@@ -221,10 +222,11 @@ def test_recipes_validate():
     for recipe, size in ((s1k, "1.5b"), (s1k_7b, "7b")):
         assert recipe.over_length == "drop"  # long traces are never cut before their answer
         # the TLDR recipe of the same size starts from this SFT run's output
-        assert load_recipe(REPO / "recipes" / f"tldr_qwen2.5_{size}_math.yaml").model == recipe.out
-    demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"out": "elsewhere"})
-    assert demo.model == "world-student" and demo.data == "world" and demo.out == "elsewhere"
-    assert demo.use_cpu is None and demo.bf16 is None  # detected: CPU here, the GPU where there is one
+        assert load_recipe(REPO / "recipes" / f"tldr_qwen2.5_{size}_math.yaml").model == recipe.output_dir
+    demo = load_sft_config(REPO / "recipes" / "sft_demo.yaml", {"output_dir": "elsewhere"})
+    assert demo.model == "world-student" and demo.data == "world" and demo.output_dir == "elsewhere"
+    # detected: CPU here, the GPU where there is one
+    assert demo.to_dict()["use_cpu"] is None and demo.to_dict()["bf16"] is None
 
 
 def test_a_model_without_markers_needs_a_template(tmp_path, tiny_model_dir):
@@ -337,3 +339,28 @@ def test_sft_options_have_trls_names_and_old_names_say_the_new_one():
                      ("world_size", "processes")):
         with pytest.raises(ValueError, match=rf"r\.yaml: '{old}' is now '{new}'"):
             load_config(SFTRunConfig, values={old: 1}, source="r.yaml")
+
+
+def test_old_sft_recipe_keys_name_the_new_one(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    for old, new in (("out", "output_dir"), ("batch_size", "per_device_train_batch_size"),
+                     ("warmup_ratio", "warmup_steps"), ("group_by_length", "train_sampling_strategy")):
+        recipe.write_text(f"{old}: 1\n")
+        with pytest.raises(ValueError, match=rf"r\.yaml: '{old}' is now '{new}'"):
+            load_sft_config(recipe)
+    recipe.write_text("trainer_args: {max_grad_norm: 0.5}\n")
+    with pytest.raises(ValueError, match=r"r\.yaml: 'trainer_args' is gone: .* at the top level of the recipe"):
+        load_sft_config(recipe)
+
+
+def test_any_sft_config_option_is_a_recipe_key_and_reaches_the_trainer(tmp_path):
+    """SFTRunConfig is TRL's SFTConfig: an option this project does not declare needs no escape hatch."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("max_grad_norm: 0.25\ndataloader_drop_last: true\nquick: true\nprogress: false\n"
+                      "student: {hidden_size: 32}\n")
+    config = load_sft_config(recipe, {"output_dir": str(tmp_path / "run")})
+    trainer, _, _ = prepare(config, traces=world_traces(4))
+    assert (trainer.args.max_grad_norm, trainer.args.dataloader_drop_last) == (0.25, True)
+    assert trainer.args.max_steps == 12  # and quick still sizes the run
+    with pytest.raises(ValueError, match="train_sampling_strategy must be one of random, sequential"):
+        sft_config_from_dict({"train_sampling_strategy": "by_length"})

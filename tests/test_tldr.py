@@ -468,9 +468,10 @@ def stopping_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("stopping")
     out = root / "sft"
-    run_sft(SFTRunConfig(model=str(build_tiny_model(root / "init")), out=str(out), max_steps=100, learning_rate=1e-2,
-                         batch_size=8, max_length=256, warmup_ratio=0.0, group_by_length=False, use_cpu=True,
-                         bf16=False, save_steps=1000, logging_steps=50, progress=False), traces=stop_traces())
+    run_sft(SFTRunConfig(model=str(build_tiny_model(root / "init")), output_dir=str(out), max_steps=100,
+                         learning_rate=1e-2, per_device_train_batch_size=8, max_length=256, warmup_steps=0.0,
+                         train_sampling_strategy="random", use_cpu=True, bf16=False, save_steps=1000,
+                         logging_steps=50, progress=False), traces=stop_traces())
     return out
 
 

@@ -85,7 +85,7 @@ class DemoConfig:
         return quick
 
     def sft_config(self) -> SFTRunConfig:
-        return SFTRunConfig(**{"out": str(Path(self.out) / "sft"), "seed": self.seed, "quick": self.quick,
+        return SFTRunConfig(**{"output_dir": str(Path(self.out) / "sft"), "seed": self.seed, "quick": self.quick,
                                "num_threads": self.threads, "progress": self.progress, **self.sft})
 
     def tldr_settings(self) -> dict:

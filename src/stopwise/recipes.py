@@ -5,12 +5,24 @@ parsed as YAML) and flags on top, each key and value checked against the datacla
 from __future__ import annotations
 
 import difflib
+import json
 import types
 import typing
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+def option(default, help: str, **metadata):
+    """A config field with its --help (and more HfArgumentParser `metadata`, e.g. choices); a
+    mutable default is copied for each instance."""
+    metadata = {"help": help, **metadata}
+    if isinstance(default, (dict, list)):
+        value = default
+        return field(default_factory=lambda: json.loads(json.dumps(value)), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def read_recipe(path: str | Path, what: str, kind: str = "recipe") -> dict:

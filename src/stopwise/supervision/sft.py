@@ -2,17 +2,20 @@
 
 Works for any causal LM with a chat template: the demo world's student (`model: world-student`,
 built from scratch), SmolLM2-135M, or a 1.5B-7B model on GPUs (see `recipes/sft_*.yaml`).
-A run directory (`out`) holds checkpoints (`checkpoint-N`, every `save_steps`), the final model
-and tokenizer, `sft_run.json` (settings and results) and, for `data: world`, the generated
-`traces.jsonl`. A run that finds a checkpoint in `out` resumes from it.
+A run directory (`output_dir`) holds checkpoints (`checkpoint-N`, every `save_steps`), the final
+model and tokenizer, `sft_run.json` (settings and results) and, for `data: world`, the generated
+`traces.jsonl`. A run that finds a checkpoint in `output_dir` resumes from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from trl import SFTConfig
 
 from stopwise import distributed
 from stopwise.distributed import batch_plan, use_plain_cpu_device
@@ -21,6 +24,7 @@ from stopwise.models.loading import looks_like_local_path
 from stopwise.models.templates import CHAT_TEMPLATE
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig
 from stopwise.recipes import load_config
+from stopwise.recipes import option as _f
 from stopwise.supervision.traces import TraceFormat, load_traces, validate_traces, write_traces
 from stopwise.thinking import R1_EOT, R1_THINK_START
 from stopwise.world.pretrain import PretrainConfig, pretrain_student
@@ -34,119 +38,112 @@ WORLD_DATA = "world"
 # more than it saves (measured on the demo student: 502 tokens, 19% of a step).
 SMALL_VOCAB = 8192
 OVER_LENGTH = ("drop", "error", "truncate")
+SAMPLERS = next(f.metadata["choices"] for f in dataclasses.fields(SFTConfig) if f.name == "train_sampling_strategy")
+# fields __post_init__ resolves when unset: a recipe's own are kept apart (quick, to_dict)
+_DERIVED = ("use_cpu", "bf16", "data_seed")
 
 
 @dataclass
-class SFTRunConfig:
-    """One SFT run. Defaults are the demo world's (student from scratch, 2 CPU cores)."""
+class SFTRunConfig(SFTConfig):
+    """One SFT run: TRL's SFTConfig (every SFT and TrainingArguments option, its docs and checks)
+    and the fields below. Defaults are the demo world's (student from scratch, 2 CPU cores);
+    those that differ from SFTConfig's are declared below."""
 
-    # options named as TRL's SFTConfig names them; a recipe with an old name is told the new one
-    RENAMED = {"lr": "learning_rate", "epochs": "num_train_epochs", "lr_scheduler": "lr_scheduler_type",
+    # recipe keys renamed to TRL's names (stopwise.recipes.load_config names the new one)
+    RENAMED = {"out": "output_dir", "batch_size": "per_device_train_batch_size",
+               "lr": "learning_rate", "epochs": "num_train_epochs", "lr_scheduler": "lr_scheduler_type",
                "grad_accum": "gradient_accumulation_steps",
+               "warmup_ratio": ("warmup_steps", "transformers' name: a value below 1 is a share of the steps"),
+               "group_by_length": ("train_sampling_strategy", "transformers' option: group_by_length or random"),
                "world_size": ("processes", "as TLDR's recipes name it; world_size is the launch's own count")}
+    REMOVED = {"trainer_args": "SFTRunConfig is an SFTConfig now: write its keys at the top level of the recipe"}
 
-    model: str = field(
-        default=WORLD_STUDENT,
-        metadata={"help": "Model directory or hub id; 'world-student' builds the demo student from scratch."},
-    )
-    data: str = field(
-        default=WORLD_DATA,
-        metadata={"help": "Trace file (JSON/JSONL: chat 'messages' or problem/thinking/answer fields); "
-                  "'world' generates demo-world teacher traces."},
-    )
-    out: str = field(default="runs/sft", metadata={"help": "Run directory: checkpoints, final model, sft_run.json."})
-    num_train_epochs: float = field(
-        default=3.0,
-        metadata={"help": "Passes over the data. The demo's 3: at 2 the student of one seed in five never learnt which step a pass starts at (dev accuracy 0.355; 0.97 at 3)."},
-    )
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: by num_train_epochs)."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (transformers name)."})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming up the learning rate."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
-    batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
-    processes: int | None = field(
-        default=None,
-        metadata={"help": "Processes the recipe is written for (accelerate's num_processes): a launch "
-                  "with another number is refused before the model loads. None: any launch."},
-    )
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Sequences per optimizer step = batch_size x processes x gradient_accumulation_steps, as the "
-                  "recipe states it: checked against the launch (None: not stated)."},
-    )
-    max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens (see over_length)."})
-    over_length: str = field(
-        default="truncate",
-        metadata={"help": "Traces longer than max_length: truncate (TRL's cut at max_length; the "
-                  "demo's default), drop (counted in the result; what long-CoT recipes want: a "
-                  "trace cut there loses its end-of-thinking and answer, and teaches the model not "
-                  "to stop), or error."},
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of training (and of generated world data)."})
-    quick: bool = field(default=False, metadata={"help": "Tiny data and a few steps (tests, smoke runs)."})
-    use_cpu: bool | None = field(default=None, metadata={"help": "Train on the CPU (default: when no GPU is visible)."})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a GPU that supports it, never on CPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
-    save_steps: int = field(default=100, metadata={"help": "Checkpoint every this many steps (resume point after a kill)."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
-    logging_steps: int = field(default=10, metadata={"help": "Log the loss every this many steps."})
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in `out` when there is one."})
-    assistant_only_loss: bool = field(default=True, metadata={"help": "Loss on assistant tokens only (needs {% generation %} markers)."})
-    chat_template: str | None = field(
-        default=None,
-        metadata={"help": "None: the tokenizer's own (TRL patches known templates for assistant-only loss); "
-                  "'chatml': the project's ChatML template with generation markers; or a .jinja file."},
-    )
-    limit: int | None = field(default=None, metadata={"help": "Use the first N traces only."})
-    world_traces: int = field(default=4000, metadata={"help": "data: world: number of teacher traces generated."})
-    world_random_level_share: float = field(
-        default=0.0,
-        metadata={"help": "data: world: share of prompts with a random, uninformative level sentence "
-                  "(TeacherConfig.random_level_share): the student reads past one, so TLDR can "
-                  "start from it."},
-    )
-    world_level_share: float = field(
-        default=0.5,
-        metadata={"help": "data: world: share of prompts that state their trace's length level "
-                  "(TeacherConfig.level_share): one student is then both the plain SFT student "
-                  "(plain prompts) and the level-tagged SFT baseline (level prompts); TLDR starts "
-                  "from it."},
-    )
-    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction appended to problems of field records."})
-    think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase in field records."})
-    eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter (traces must contain it)."})
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
-    group_by_length: bool = field(default=True, metadata={"help": "Batch traces of similar length together (less padding)."})
-    fused_loss: bool | None = field(
-        default=None,
-        metadata={"help": "TRL's fused LM-head loss, which never builds the full logits (saves memory on "
-                  "large vocabularies; also logs entropy and token accuracy). False: the model's own "
-                  "cross-entropy on its logits, ~20% faster per step for the demo student. None: "
-                  f"fused unless the vocabulary has fewer than {SMALL_VOCAB} tokens."},
-    )
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
-    student: dict = field(default_factory=dict, metadata={"help": "model: world-student: StudentConfig fields (its seed defaults to `seed`)."})
-    pretrain: dict = field(default_factory=dict, metadata={"help": "model: world-student: PretrainConfig fields of the lookup-drill pretraining before SFT."})
-    teacher: dict = field(default_factory=dict, metadata={"help": "data: world: TeacherConfig fields (slip_rate, p_no_check, ...)."})
-    model_init_kwargs: dict = field(
-        default_factory=dict,
-        metadata={"help": "Keyword arguments of from_pretrained (e.g. dtype, attn_implementation)."},
-    )
-    trainer_args: dict = field(
-        default_factory=dict,
-        metadata={"help": "Further TRL SFTConfig / transformers TrainingArguments (e.g. fsdp, adam_beta2)."},
-    )
+    # --- what to train, on what
+    model: str = _f(WORLD_STUDENT, "Model directory or hub id; 'world-student' builds the demo student from scratch.")
+    data: str = _f(WORLD_DATA, "Trace file (JSON/JSONL: chat 'messages' or problem/thinking/answer fields); "
+                   "'world' generates demo-world teacher traces.")
+    limit: int | None = _f(None, "Use the first N traces only.")
+    over_length: str = _f("truncate", "Traces longer than max_length: truncate (TRL's cut at max_length; the "
+                          "demo's default), drop (counted in the result; what long-CoT recipes want: a "
+                          "trace cut there loses its end-of-thinking and answer, and teaches the model not "
+                          "to stop), or error.")
+    chat_template: str | None = _f(None, "None: the tokenizer's own (TRL patches known templates for "
+                                   "assistant-only loss); 'chatml': the project's ChatML template with "
+                                   "generation markers; or a .jinja file.")
+    instruction: str = _f(DEFAULT_INSTRUCTION, "Instruction appended to problems of field records.")
+    think_start: str = _f(R1_THINK_START, "Opens the thinking phase in field records.")
+    eot: str = _f(R1_EOT, "End-of-thinking delimiter (traces must contain it).")
+    # --- data: world, model: world-student
+    world_traces: int = _f(4000, "data: world: number of teacher traces generated.")
+    world_random_level_share: float = _f(0.0, "data: world: share of prompts with a random, uninformative "
+                                         "level sentence (TeacherConfig.random_level_share): the student "
+                                         "reads past one, so TLDR can start from it.")
+    world_level_share: float = _f(0.5, "data: world: share of prompts that state their trace's length level "
+                                  "(TeacherConfig.level_share): one student is then both the plain SFT "
+                                  "student (plain prompts) and the level-tagged SFT baseline (level "
+                                  "prompts); TLDR starts from it.")
+    student: dict = _f({}, "model: world-student: StudentConfig fields (its seed defaults to `seed`).")
+    pretrain: dict = _f({}, "model: world-student: PretrainConfig fields of the lookup-drill pretraining before SFT.")
+    teacher: dict = _f({}, "data: world: TeacherConfig fields (slip_rate, p_no_check, ...).")
+    # --- the launch
+    processes: int | None = _f(None, "Processes the recipe is written for (accelerate's num_processes): a "
+                               "launch with another number is refused before the model loads. None: any launch.")
+    global_batch_size: int | None = _f(None, "Sequences per optimizer step = per_device_train_batch_size x "
+                                       "processes x gradient_accumulation_steps, as the recipe states it: "
+                                       "checked against the launch (None: not stated).")
+    # --- running
+    quick: bool = _f(False, "Tiny data and a few steps (tests, smoke runs).")
+    resume: bool = _f(True, "Resume from the last checkpoint in output_dir when there is one.")
+    num_threads: int | None = _f(None, "torch CPU threads (default: torch's choice).")
+    fused_loss: bool | None = _f(None, "TRL's fused LM-head loss, which never builds the full logits (saves "
+                                 "memory on large vocabularies; also logs entropy and token accuracy). "
+                                 "False: the model's own cross-entropy on its logits, ~20% faster per step "
+                                 "for the demo student. None: fused unless the vocabulary has fewer than "
+                                 f"{SMALL_VOCAB} tokens.")
+    progress: bool = _f(True, "Show progress bars (disable_tqdm, when unset, follows it).")
+
+    # --- SFTConfig fields with this project's defaults
+    output_dir: str | None = _f("runs/sft", "Run directory: checkpoints, final model, sft_run.json.")
+    num_train_epochs: float = _f(3.0, "Passes over the data. The demo's 3: at 2 the student of one seed in "
+                                 "five never learnt which step a pass starts at (dev accuracy 0.355; 0.97 at 3).")
+    learning_rate: float = _f(2e-3, "Peak learning rate.")
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (transformers name).")
+    warmup_steps: float = _f(0.05, "Learning-rate warmup: steps, or below 1 the share of the steps.")
+    adam_beta2: float = _f(0.95, "AdamW beta2.")
+    seed: int = _f(0, "Seed of training (data_seed too, when unset) and of generated world data.")
+    use_cpu: bool | None = _f(None, "Train on the CPU; unset or false: only when no GPU is visible.")
+    bf16: bool | None = _f(None, "bf16 mixed precision (default: on a GPU that supports it, never on CPU).")
+    gradient_checkpointing: bool = _f(False, "Trade compute for activation memory.")
+    save_steps: float = _f(100, "Checkpoint every this many steps (resume point after a kill).")
+    save_total_limit: int | None = _f(2, "Checkpoints kept (oldest deleted).")
+    logging_first_step: bool = _f(True, "Log the loss of the first step too.")
+    assistant_only_loss: bool = _f(True, "Loss on assistant tokens only (needs {% generation %} markers).")
+    train_sampling_strategy: str = _f("group_by_length", "Sampler: group_by_length (traces of similar length "
+                                      "together, less padding; grouped for the global batch), random, ...",
+                                      choices=SAMPLERS)
 
     def __post_init__(self):
-        positive = ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps", "logging_steps", "world_traces")
-        for name in positive:
-            if getattr(self, name) <= 0:
+        import torch
+
+        self._stated = {name: getattr(self, name) for name in _DERIVED}  # before they are resolved
+        self.validate()
+        self.use_cpu = bool(self.use_cpu) or not torch.cuda.is_available()
+        if self.bf16 is None:
+            self.bf16 = not self.use_cpu and torch.cuda.is_bf16_supported()
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        if self.disable_tqdm is None:
+            self.disable_tqdm = not self.progress
+        if self.deepspeed:
+            distributed.require_deepspeed("SFTRunConfig.deepspeed")
+        use_plain_cpu_device(self.use_cpu)
+        super().__post_init__()
+
+    def validate(self) -> None:
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps",
+                     "logging_steps", "world_traces", "learning_rate", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"SFTRunConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"SFTRunConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.num_train_epochs <= 0 and self.max_steps <= 0:
             raise ValueError("SFTRunConfig: set num_train_epochs > 0 or max_steps > 0")
         for name in ("processes", "global_batch_size"):
@@ -157,19 +154,14 @@ class SFTRunConfig:
         for name in ("world_random_level_share", "world_level_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"SFTRunConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.limit is not None and self.limit <= 0:
-            raise ValueError(f"SFTRunConfig.limit must be > 0, got {self.limit}")
-        if self.over_length not in OVER_LENGTH:
-            raise ValueError(f"SFTRunConfig.over_length must be one of {', '.join(OVER_LENGTH)}, got {self.over_length!r}")
+        for name, choices in (("over_length", OVER_LENGTH), ("train_sampling_strategy", SAMPLERS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"SFTRunConfig.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.use_cpu and self.bf16:
             raise ValueError("SFTRunConfig: bf16 is for GPUs; set bf16: false with use_cpu")
-        if not self.model:
-            raise ValueError("SFTRunConfig.model is empty")
-        if not self.data:
-            raise ValueError("SFTRunConfig.data is empty")
-
+        for name in ("model", "data"):
+            if not getattr(self, name):
+                raise ValueError(f"SFTRunConfig.{name} is empty")
         for name, cls in (("student", StudentConfig), ("pretrain", PretrainConfig), ("teacher", TeacherConfig)):
             known = {f.name for f in fields(cls)}
             unknown = set(getattr(self, name)) - known
@@ -177,15 +169,21 @@ class SFTRunConfig:
                 raise ValueError(f"SFTRunConfig.{name}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
 
     def batch_plan(self, launched: int | None = None):
-        """world size x batch_size x gradient_accumulation_steps = global batch, checked (stopwise.distributed);
+        """world size x per-device batch x accumulation = global batch, checked (stopwise.distributed);
         `launched`: the processes of the actual launch."""
 
-        return batch_plan(what="SFT", per_device=self.batch_size, grad_accum=self.gradient_accumulation_steps,
-                          world=self.processes, global_batch=self.global_batch_size, launched=launched,
-                          names=("batch_size", "gradient_accumulation_steps", "processes"))
+        return batch_plan(what="SFT", per_device=self.per_device_train_batch_size,
+                          grad_accum=self.gradient_accumulation_steps, world=self.processes,
+                          global_batch=self.global_batch_size, launched=launched,
+                          names=("per_device_train_batch_size", "gradient_accumulation_steps", "processes"))
 
     def uses_deepspeed(self) -> bool:
-        return bool(self.trainer_args.get("deepspeed"))
+        return bool(self.deepspeed)
+
+    def to_dict(self) -> dict:
+        """The fields as a recipe writes them (TrainingArguments.to_dict: enums as their values,
+        tokens masked), with the recipe's own use_cpu / bf16 / data_seed."""
+        return {**super().to_dict(), **self._stated}
 
 
 def sft_config_from_dict(values: dict, source: str = "config") -> SFTRunConfig:
@@ -202,22 +200,22 @@ def load_sft_config(path: str | Path, overrides: dict | None = None) -> SFTRunCo
 def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
     if not config.quick:
         return config
-    values = asdict(config)
-    values.update(
+    return dataclasses.replace(
+        config,
+        **config._stated,
         world_traces=min(config.world_traces, 48),
         limit=min(config.limit or 48, 48),
         max_steps=12 if config.max_steps <= 0 else min(config.max_steps, 12),
-        batch_size=min(config.batch_size, 8),
+        per_device_train_batch_size=min(config.per_device_train_batch_size, 8),
         gradient_accumulation_steps=1,
         logging_steps=1,
         save_steps=min(config.save_steps, 6),
-        max_length=min(config.max_length, 1024),
-        warmup_ratio=0.0,
+        max_length=min(config.max_length or 1024, 1024),
+        warmup_steps=0.0,
         pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10)},
         processes=None,  # quick sizes are not the recipe's
         global_batch_size=None,
     )
-    return SFTRunConfig(**values)
 
 
 def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
@@ -245,27 +243,19 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
     return load_traces(config.data, fmt, limit=config.limit)
 
 
-def _load_model(config: SFTRunConfig, out: Path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if config.model == WORLD_STUDENT:
-        path = out / "init"
-        if not (path / "config.json").exists():
-            build_student(path, StudentConfig(**{"seed": config.seed, **config.student}))
-        pretrain_student(path, PretrainConfig(**config.pretrain), seed=config.seed,
-                         num_threads=config.num_threads, progress=config.progress)
-    else:
-        path = config.model
-        if looks_like_local_path(path) and not (Path(path).expanduser() / "config.json").exists():
-            raise FileNotFoundError(f"model path {path} does not exist or has no config.json")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    kwargs = dict(config.model_init_kwargs)
-    dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", "float32"))
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
-    return model, tokenizer
+def _model_path(config: SFTRunConfig, out: Path) -> str:
+    """What TRL's trainer loads (with `model_init_kwargs`; float32 weights unless they say
+    another dtype): `config.model`, or the demo student built and pretrained in `out/init`."""
+    if config.model != WORLD_STUDENT:
+        if looks_like_local_path(config.model) and not (Path(config.model).expanduser() / "config.json").exists():
+            raise FileNotFoundError(f"model path {config.model} does not exist or has no config.json")
+        return config.model
+    path = out / "init"
+    if not (path / "config.json").exists():
+        build_student(path, StudentConfig(**{"seed": config.seed, **config.student}))
+    pretrain_student(path, PretrainConfig(**config.pretrain), seed=config.seed,
+                     num_threads=config.num_threads, progress=config.progress)
+    return str(path)
 
 
 def _set_chat_template(tokenizer, config: SFTRunConfig) -> None:
@@ -357,7 +347,7 @@ def launch_plan(config: SFTRunConfig, launched: int | None):
 
     plan = config.batch_plan(launched=launched)
     if config.uses_deepspeed():
-        distributed.require_deepspeed("SFTRunConfig.trainer_args.deepspeed")
+        distributed.require_deepspeed("SFTRunConfig.deepspeed")
     return plan
 
 
@@ -381,57 +371,18 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     """
     import torch
     from datasets import Dataset
-    from trl import SFTConfig
+    from transformers import AutoTokenizer
 
     config = _apply_quick(config)
     check_launch(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    on_gpu = torch.cuda.is_available() and not config.use_cpu
-    use_cpu = not on_gpu
-    bf16 = config.bf16 if config.bf16 is not None else (on_gpu and torch.cuda.is_bf16_supported())
-    if bf16 and use_cpu:
+    if config.bf16 and config.use_cpu:
         raise ValueError("bf16 needs a GPU; set bf16: false (or leave it unset) on CPU")
 
-    out = Path(config.out)
-    args = dict(
-        output_dir=str(out),
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        adam_beta2=config.adam_beta2,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length,
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=use_cpu,
-        bf16=bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        assistant_only_loss=config.assistant_only_loss,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        # the loss of a step: summed over its labelled tokens on every process, divided by
-        # their count (transformers' default, stated: a step's loss and gradient are then the
-        # same however its sequences are spread over processes)
-        average_tokens_across_devices=True,
-        report_to="none",
-        disable_tqdm=not config.progress,
-        dataloader_pin_memory=on_gpu,
-    )
-    args.update(config.trainer_args)
-
-    use_plain_cpu_device(use_cpu)
-    args = SFTConfig(**args)  # sets up the process group under a launch
-    main = args.process_index == 0
-    with args.main_process_first(local=False, desc="SFT data and model files"):
+    out = Path(config.output_dir)
+    main = config.process_index == 0
+    with config.main_process_first(local=False, desc="SFT data and model files"):
         if main:
             out.mkdir(parents=True, exist_ok=True)
         fmt = TraceFormat(think_start=config.think_start, eot=config.eot,
@@ -444,7 +395,8 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
                 write_traces(out / "traces.jsonl", data)
         else:
             data = _load_data(config, out)
-        model, tokenizer = _load_model(config, out)
+        model = _model_path(config, out)
+        tokenizer = AutoTokenizer.from_pretrained(model)
     _set_chat_template(tokenizer, config)
     data, too_long = _fit_max_length(data, tokenizer, config, report=main)
     dataset = Dataset.from_list([{"messages": t["messages"]} for t in data])
@@ -452,7 +404,7 @@ def prepare(config: SFTRunConfig, traces: list[dict] | None = None, callbacks: l
     fused = config.fused_loss if config.fused_loss is not None else len(tokenizer) >= SMALL_VOCAB
     trainer = _trainer_class(fused)(
         model=model,
-        args=args,
+        args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
@@ -465,7 +417,7 @@ def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig,
                     report: bool = True) -> tuple[list[dict], dict]:
     """The traces that fit in `max_length` tokens (as the chat template renders them), and what
     happened to the others: {"n": count, "longest": tokens, "ids": first ids}."""
-    if config.over_length == "truncate":
+    if config.over_length == "truncate" or config.max_length is None:
         return data, {"n": 0}
     lengths = [len(ids) for ids in tokenizer.apply_chat_template(
         [t["messages"] for t in data], tokenize=True)["input_ids"]]
@@ -488,15 +440,15 @@ def _fit_max_length(data: list[dict], tokenizer, config: SFTRunConfig,
 
 
 def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[dict] | None = None) -> dict:
-    """Train; save the final model and tokenizer to `config.out`; return a result summary
-    (also written to `<out>/sft_run.json`).
+    """Train; save the final model and tokenizer to `config.output_dir`; return a result summary
+    (also written to `<output_dir>/sft_run.json`).
 
     `traces` (chat traces, as from `load_traces` or the builders) replace `config.data`.
-    Resumes from the last `checkpoint-N` in `out` when `config.resume`.
+    Resumes from the last `checkpoint-N` in `output_dir` when `config.resume`.
     """
     t0 = time.time()
     trainer, data, config = prepare(config, traces, callbacks)
-    out = Path(config.out)
+    out = Path(config.output_dir)
     tokenizer = trainer.processing_class
     resume_from = last_checkpoint(out) if config.resume else None
     t_train = time.time()
@@ -523,8 +475,9 @@ def run_sft(config: SFTRunConfig, callbacks: list | None = None, traces: list[di
         "device": "cpu" if trainer.args.use_cpu else "cuda",
         "bf16": bool(trainer.args.bf16),
         "world_size": trainer.args.world_size,
-        "global_batch_size": trainer.args.world_size * config.batch_size * config.gradient_accumulation_steps,
+        "global_batch_size": trainer.args.world_size * config.per_device_train_batch_size
+        * config.gradient_accumulation_steps,
     }
     if main:
-        (out / "sft_run.json").write_text(json.dumps({"config": asdict(config), "result": result}, indent=2))
+        (out / "sft_run.json").write_text(json.dumps({"config": config.to_dict(), "result": result}, indent=2))
     return result

@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from trl import GRPOConfig
@@ -42,6 +42,7 @@ from stopwise.prompts import (
     require_chat_template,
 )
 from stopwise.recipes import load_config
+from stopwise.recipes import option as _f
 from stopwise.rewards import LengthPenalizedReward, MissingColumnError, check_reward_columns
 from stopwise.rewards.length import DEFAULT_LEVEL_WEIGHTS, FORMS
 from stopwise.thinking import detect_thinking_format, eos_ids
@@ -55,13 +56,6 @@ SERVER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)
                    if f.name in ("vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout")}
 # GRPOConfig fields whose values __post_init__ derives when unset: a recipe's own are kept apart
 _DERIVED = ("generation_batch_size", "steps_per_generation")
-
-
-def _f(default, help: str, **kw):
-    if isinstance(default, (dict, list)):
-        value = default
-        return field(default_factory=lambda: json.loads(json.dumps(value)), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass
