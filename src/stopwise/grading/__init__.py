@@ -203,16 +203,16 @@ def grade_details(completions: Sequence[str], golds: Sequence, eot: str | None =
             out[i] = Grade(None, False, "no_answer" if readable else "gold_unparsed")
             continue
         tasks.append((GRADE_TASK, (context, boxes, gold, alternatives)))
-        where.append(i)
+        where.append((i, _gold_key(gold)))
     if tasks:
         results = get_pool().run(tasks, timeout=timeout)
-        for i, res in zip(where, results):
+        for (i, key), res in zip(where, results):
             if res.ok:
                 prediction, correct, status = res.value
                 out[i] = Grade(prediction, bool(correct), status)
                 if len(_GOLD_READABLE) > 10_000:
                     _GOLD_READABLE.clear()
-                _GOLD_READABLE[_gold_key(_gold_value(golds[i]))] = status != "gold_unparsed"
+                _GOLD_READABLE[key] = status != "gold_unparsed"
             else:
                 out[i] = Grade(None, False, res.status)
     return out  # type: ignore[return-value]

@@ -177,9 +177,6 @@ class SFTRunConfig(SFTConfig):
                           global_batch=self.global_batch_size, launched=launched,
                           names=("per_device_train_batch_size", "gradient_accumulation_steps", "processes"))
 
-    def uses_deepspeed(self) -> bool:
-        return bool(self.deepspeed)
-
     def to_dict(self) -> dict:
         """The fields as a recipe writes them (TrainingArguments.to_dict: enums as their values,
         tokens masked), with the recipe's own use_cpu / bf16 / data_seed."""
@@ -343,12 +340,8 @@ def _trainer_class(fused: bool):
 
 def launch_plan(config: SFTRunConfig, launched: int | None):
     """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
-    checked, and DeepSpeed installed when the recipe names it."""
-
-    plan = config.batch_plan(launched=launched)
-    if config.uses_deepspeed():
-        distributed.require_deepspeed("SFTRunConfig.deepspeed")
-    return plan
+    checked (a recipe's DeepSpeed is checked as the config is built)."""
+    return config.batch_plan(launched=launched)
 
 
 def check_launch(config: SFTRunConfig):

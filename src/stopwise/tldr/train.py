@@ -211,9 +211,6 @@ class TLDRConfig(GRPOConfig):
             steps_per_generation=self._stated["steps_per_generation"],
             names=("per_device_train_batch_size", "gradient_accumulation_steps", "processes"))
 
-    def uses_deepspeed(self) -> bool:
-        return bool(self.deepspeed)
-
     def _check_server(self) -> None:
         """Server mode's client settings (TRL's GRPOConfig fields of the same names)."""
         from urllib.parse import urlparse
@@ -388,7 +385,7 @@ def summarize_log_history(log_history: list[dict], levels: list[str]) -> dict:
 def launch_plan(config: TLDRConfig, launched: int | None):
     """The batch plan of `config` on `launched` processes (None: the recipe's own world size),
     checked: the batch arithmetic (TRL's generation batch in whole groups), colocated vLLM's
-    tensor-parallel groups, DeepSpeed installed when the recipe names it."""
+    tensor-parallel groups (a recipe's DeepSpeed is checked as the config is built)."""
 
     plan = config.batch_plan(launched=launched)
     tp = config.vllm_tensor_parallel_size
@@ -396,8 +393,6 @@ def launch_plan(config: TLDRConfig, launched: int | None):
         raise ValueError(f"vllm_tensor_parallel_size {tp} does not divide the "
                          f"{plan.world_size} processes: colocated vLLM runs one engine per group of "
                          f"{tp} processes")
-    if config.uses_deepspeed():
-        distributed.require_deepspeed("TLDRConfig.deepspeed")
     return plan
 
 
