@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from stopwise.controllers import ControllerConfig
@@ -26,7 +26,7 @@ from stopwise.evaluation.runner import EvalConfig, run_eval
 from stopwise.evaluation.sweep import run_sweep
 from stopwise.io import write_json
 from stopwise.prompts import LEVELS, PromptConfig
-from stopwise.recipes import read_recipe
+from stopwise.recipes import option, read_recipe
 from stopwise.report import build_report, compare_at_matched_tokens, load_run, markdown_table
 from stopwise.supervision.sft import SFTRunConfig, run_sft
 from stopwise.tldr.train import config_from_dict, run_tldr
@@ -37,30 +37,29 @@ from stopwise.world.teacher import ANSWER_LEAD
 
 @dataclass
 class DemoConfig:
-    out: str = field(default="", metadata={"help": "Directory of the whole demo (unset: runs/demo, with quick runs/demo-quick)."})
-    quick: bool = field(default=False, metadata={"help": "Toy sizes: the same pipeline in well under a minute."})
-    seed: int = field(default=0, metadata={"help": "Seed of everything: the student's initial weights, its "
-                                           "data and their order, TLDR, sampling."})
-    n_test: int = field(default=200, metadata={"help": "Test problems (only reported)."})
-    n_dev: int = field(default=200, metadata={"help": "Dev problems (where the demo's choices are made)."})
-    n_tldr_problems: int = field(default=2000, metadata={"help": "Training problems offered to TLDR."})
-    min_steps: int = field(default=DEFAULT_MIN_STEPS, metadata={"help": "Fewest steps of a problem."})
-    max_steps: int = field(default=DEFAULT_MAX_STEPS, metadata={"help": "Most steps of a problem."})
-    eval_temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of every evaluation."})
-    max_new_tokens: int = field(default=0, metadata={"help": "Evaluation cap (0: the world's default)."})
-    batch_size: int = field(default=100, metadata={"help": "Evaluation batch size."})
-    ts_values: list[float] = field(
-        default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
-        metadata={"help": "Stop temperatures of the TS sweep (1.0, the identity, is the SFT run itself; "
-                  "below 1 it thinks longer, so that budget forcing's points, whose answers run on "
-                  "after the forced stop, fall inside TS's token range)."})
-    budget_fractions: list[float] = field(default_factory=lambda: [0.6, 0.75, 0.9],
-                                          metadata={"help": "Budgets of the budget-forcing sweep, as fractions of "
-                                                    "the SFT student's mean thinking tokens on the dev split."})
-    sft: dict = field(default_factory=dict, metadata={"help": "SFTRunConfig overrides."})
-    tldr: dict = field(default_factory=dict, metadata={"help": "TLDRConfig overrides."})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads."})
-    progress: bool = field(default=True, metadata={"help": "Progress bars (--no-progress: none)."})
+    out: str = option("", "Directory of the whole demo (unset: runs/demo, with quick "
+                          "runs/demo-quick).")
+    quick: bool = option(False, "Toy sizes: the same pipeline in well under a minute.")
+    seed: int = option(0, "Seed of everything: the student's initial weights, its data and their "
+                          "order, TLDR, sampling.")
+    n_test: int = option(200, "Test problems (only reported).")
+    n_dev: int = option(200, "Dev problems (where the demo's choices are made).")
+    n_tldr_problems: int = option(2000, "Training problems offered to TLDR.")
+    min_steps: int = option(DEFAULT_MIN_STEPS, "Fewest steps of a problem.")
+    max_steps: int = option(DEFAULT_MAX_STEPS, "Most steps of a problem.")
+    eval_temperature: float = option(0.6, "Sampling temperature of every evaluation.")
+    max_new_tokens: int = option(0, "Evaluation cap (0: the world's default).")
+    batch_size: int = option(100, "Evaluation batch size.")
+    ts_values: list[float] = option([0.5, 0.75, 1.0, 1.5, 2.0, 3.0], "Stop temperatures of the TS "
+        "sweep (1.0, the identity, is the SFT run itself; below 1 it thinks longer, so that budget "
+        "forcing's points, whose answers run on after the forced stop, fall inside TS's token "
+        "range).")
+    budget_fractions: list[float] = option([0.6, 0.75, 0.9], "Budgets of the budget-forcing sweep, "
+        "as fractions of the SFT student's mean thinking tokens on the dev split.")
+    sft: dict = option({}, "SFTRunConfig overrides.")
+    tldr: dict = option({}, "TLDRConfig overrides.")
+    threads: int = option(2, "torch CPU threads.")
+    progress: bool = option(True, "Progress bars (--no-progress: none).")
 
     def __post_init__(self):
         self.out = self.out or ("runs/demo-quick" if self.quick else "runs/demo")

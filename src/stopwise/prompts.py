@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from stopwise.recipes import option
 from stopwise.thinking import ThinkingFormat
 
 DEFAULT_INSTRUCTION = "Reason step by step, and put your final answer within \\boxed{}."
@@ -24,24 +25,12 @@ class ChatTemplateError(ValueError):
 
 @dataclass
 class PromptConfig:
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "System message; none when unset."}
-    )
-    instruction: str = field(
-        default=DEFAULT_INSTRUCTION, metadata={"help": "Sentence appended to every problem."}
-    )
-    level: str | None = field(
-        default=None, metadata={"help": "Length level stated in the prompt.", "choices": list(LEVELS)}
-    )
-    level_instructions: dict[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_LEVEL_INSTRUCTIONS),
-        metadata={"help": "Text of each level's instruction."},
-    )
-    open_thinking: bool = field(
-        default=True,
-        metadata={"help": "Start the completion inside the thinking phase (append the think tag "
-                  "unless the template already opens it)."},
-    )
+    system_prompt: str | None = option(None, "System message; none when unset.")
+    instruction: str = option(DEFAULT_INSTRUCTION, "Sentence appended to every problem.")
+    level: str | None = option(None, "Length level stated in the prompt.", choices=list(LEVELS))
+    level_instructions: dict[str, str] = option(DEFAULT_LEVEL_INSTRUCTIONS, "Text of each level's instruction.")
+    open_thinking: bool = option(True, "Start the completion inside the thinking phase (append the "
+                                       "think tag unless the template already opens it).")
 
     def __post_init__(self):
         check_level(self.level, self.level_instructions)

@@ -17,8 +17,10 @@ import yaml
 
 def option(default, help: str, **metadata):
     """A config field with its --help (and more HfArgumentParser `metadata`, e.g. choices); a
-    mutable default is copied for each instance."""
+    mutable default is copied for each instance, a config class default built for each."""
     metadata = {"help": help, **metadata}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
     if isinstance(default, (dict, list)):
         value = default
         return field(default_factory=lambda: json.loads(json.dumps(value)), metadata=metadata)

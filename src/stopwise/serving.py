@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass, field
 
 from stopwise.models.loading import DTYPES
+from stopwise.recipes import option
 from stopwise.thinking import detect_thinking_format, eos_ids
 
 COUNTED_PATHS = ("/v1/completions", "/v1/chat/completions")
@@ -229,16 +230,15 @@ class ServeConfig:
     """`stopwise serve`'s options (vLLM's own flags go after `--`)."""
 
     model: str = field(metadata={"help": "Model directory."})
-    host: str = field(default="127.0.0.1", metadata={"help": "Address the server listens on."})
-    port: int = field(default=8000, metadata={"help": "Port the server listens on."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype.",
-                                                 "choices": list(DTYPES)})
-    eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected "
-                                                    "from the tokenizer)."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM's tensor parallelism: devices per "
-                                                           "replica (checked against the visible devices)."})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM's data parallelism: replicas behind the "
-                                                         "one server (checked likewise)."})
+    host: str = option("127.0.0.1", "Address the server listens on.")
+    port: int = option(8000, "Port the server listens on.")
+    dtype: str = option("auto", "Weights dtype.", choices=list(DTYPES))
+    eot: str | None = option(None, "End-of-thinking delimiter (default: detected from the "
+                                   "tokenizer).")
+    tensor_parallel_size: int = option(1, "vLLM's tensor parallelism: devices per replica (checked "
+                                          "against the visible devices).")
+    data_parallel_size: int = option(1, "vLLM's data parallelism: replicas behind the one server "
+                                        "(checked likewise).")
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",

@@ -83,6 +83,7 @@ from enum import IntEnum
 import torch
 import torch.nn.functional as F
 
+from stopwise.recipes import option
 from stopwise.thinking import ThinkingFormat, encode_text, eos_ids
 
 # s1 (Muennighoff et al. 2025; simplescaling/s1, their lm-evaluation-harness fork): the ignore
@@ -533,57 +534,26 @@ class ControllerConfig:
     `answer_prefix` / `force_answer_prefix` apply wherever a cap is set.
     """
 
-    name: str = field(
-        default="none",
-        metadata={
-            "help": "Stopping controller: none (the model decides), ts (temperature scaling of the "
-            "stop decision) or budget (s1 budget forcing).",
-            "choices": list(CONTROLLER_NAMES),
-        },
-    )
-    stop_temperature: float = field(
-        default=1.0,
-        metadata={
-            "help": "TS stop temperature T > 0: p'(EOT) = p(EOT)**(1/T), other tokens rescaled. "
-            "T > 1 stops earlier, T < 1 later, 1 changes nothing (ts only)."
-        },
-    )
-    max_thinking_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "Thinking cap: at this many thinking tokens the delimiter (then the answer "
-            "prefix) is forced. None: no cap."
-        },
-    )
-    min_thinking_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "Budget forcing: a stop before this many thinking tokens is replaced by the "
-            "ignore string (budget only)."
-        },
-    )
-    num_ignore: int = field(
-        default=0,
-        metadata={
-            "help": "Budget forcing: the first num_ignore stops are replaced by the ignore string "
-            "(s1's thinking_n_ignore; budget only)."
-        },
-    )
-    ignore_string: str = field(
-        default=S1_IGNORE_STRING,
-        metadata={"help": "Budget forcing: text forced in place of an ignored stop (s1: 'Wait')."},
-    )
-    answer_prefix: str = field(
-        default=S1_ANSWER_PREFIX,
-        metadata={
-            "help": "Text forced after the delimiter when the cap ends thinking (s1: "
-            "'\\nFinal Answer:'); '' for none."
-        },
-    )
-    force_answer_prefix: bool = field(
-        default=True,
-        metadata={"help": "Force answer_prefix after the delimiter at the thinking cap."},
-    )
+    name: str = option("none", "Stopping controller: none (the model decides), ts (temperature "
+                               "scaling of the stop decision) or budget (s1 budget forcing).", choices=list(CONTROLLER_NAMES))
+    stop_temperature: float = option(1.0, "TS stop temperature T > 0: p'(EOT) = p(EOT)**(1/T), "
+                                          "other tokens rescaled. T > 1 stops earlier, T < 1 "
+                                          "later, 1 changes nothing (ts only).")
+    max_thinking_tokens: int | None = option(None, "Thinking cap: at this many thinking tokens the "
+                                                   "delimiter (then the answer prefix) is forced. "
+                                                   "None: no cap.")
+    min_thinking_tokens: int | None = option(None, "Budget forcing: a stop before this many "
+                                                   "thinking tokens is replaced by the ignore "
+                                                   "string (budget only).")
+    num_ignore: int = option(0, "Budget forcing: the first num_ignore stops are replaced by the "
+                                "ignore string (s1's thinking_n_ignore; budget only).")
+    ignore_string: str = option(S1_IGNORE_STRING, "Budget forcing: text forced in place of an "
+                                                  "ignored stop (s1: 'Wait').")
+    answer_prefix: str = option(S1_ANSWER_PREFIX, "Text forced after the delimiter when the cap "
+                                                  "ends thinking (s1: '\\nFinal Answer:'); '' for "
+                                                  "none.")
+    force_answer_prefix: bool = option(True, "Force answer_prefix after the delimiter at the "
+                                             "thinking cap.")
 
     def __post_init__(self):
         self.validate()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import (
@@ -32,16 +32,17 @@ from transformers import (
 )
 
 from stopwise.controllers import StopRankRecorder, make_controller
+from stopwise.recipes import option
 from stopwise.thinking import eos_ids
 
 
 @dataclass
 class SamplingSettings:
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature; 0 = greedy."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass (1 = off)."})
-    top_k: int = field(default=0, metadata={"help": "Top-k truncation (0 = off)."})
-    max_new_tokens: int = field(default=1024, metadata={"help": "Cap on generated tokens."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    temperature: float = option(0.6, "Sampling temperature; 0 = greedy.")
+    top_p: float = option(0.95, "Nucleus sampling mass (1 = off).")
+    top_k: int = option(0, "Top-k truncation (0 = off).")
+    max_new_tokens: int = option(1024, "Cap on generated tokens.")
+    seed: int = option(0, "Random seed.")
 
     def validate(self) -> None:
         if self.max_new_tokens <= 0:

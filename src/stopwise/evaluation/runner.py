@@ -23,6 +23,7 @@ from stopwise.grading import grade_samples
 from stopwise.models import load_model_and_tokenizer
 from stopwise.models.loading import DTYPES
 from stopwise.prompts import PromptConfig, build_prompt, require_chat_template
+from stopwise.recipes import option
 from stopwise.thinking import detect_thinking_format
 
 SEEDING = "per-sample"  # engines.hf.sample_seed + RowSampler; runs made before used batch seeds
@@ -35,21 +36,26 @@ class EvalConfig:
     benchmark: str = field(metadata={"help": "Benchmark name (math500, aime24, amc23, olympiadbench, gsm8k) or a JSON/JSONL path."})
     out: str = field(metadata={"help": "Run directory (created; resumed when it exists); of `stopwise sweep`: the "
                                "sweep directory, one run directory per value inside."})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder holding benchmarks/*.jsonl (else $STOPWISE_DATA)."})
-    limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems only."})
-    n_samples: int = field(default=1, metadata={"help": "Samples per problem (pass@k for k <= n)."})
-    sampling: SamplingSettings = field(default_factory=SamplingSettings, metadata={"help": "Decoding settings."})
-    batch_size: int = field(default=16, metadata={"help": "Sequences generated together."})
-    prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "How problems become prompts."})
-    eot: str | None = field(default=None, metadata={"help": "End-of-thinking delimiter (default: detected from the tokenizer)."})
-    controller: object = field(default=None, metadata={"help": "Stopping controller settings (ControllerConfig)."})
-    engine: str = field(default="hf", metadata={"help": "Generation engine: hf (transformers generate, static batches) or vllm (continuous batching).", "choices": list(ENGINES)})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: devices per engine (vLLM's tensor parallelism)."})
-    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each in a process of its own on its own devices; the samples are dealt out to them. Not part of the run's identity: same seeds, same samples."})
-    record_stop_ranks: bool = field(default=False, metadata={"help": "Record the rank of the delimiter at each thinking step."})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype.", "choices": list(DTYPES)})
-    overwrite: bool = field(default=False, metadata={"help": "Discard a previous run in the same directory."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar (--no-progress: none)."})
+    data_dir: str | None = option(None, "Folder holding benchmarks/*.jsonl (else $STOPWISE_DATA).")
+    limit: int | None = option(None, "Evaluate the first N problems only.")
+    n_samples: int = option(1, "Samples per problem (pass@k for k <= n).")
+    sampling: SamplingSettings = option(SamplingSettings, "Decoding settings.")
+    batch_size: int = option(16, "Sequences generated together.")
+    prompt: PromptConfig = option(PromptConfig, "How problems become prompts.")
+    eot: str | None = option(None, "End-of-thinking delimiter (default: detected from the "
+                                   "tokenizer).")
+    controller: object = option(None, "Stopping controller settings (ControllerConfig).")
+    engine: str = option("hf", "Generation engine: hf (transformers generate, static batches) or "
+                               "vllm (continuous batching).", choices=list(ENGINES))
+    tensor_parallel_size: int = option(1, "vLLM: devices per engine (vLLM's tensor parallelism).")
+    data_parallel_size: int = option(1, "vLLM: engines, each in a process of its own on its own "
+                                        "devices; the samples are dealt out to them. Not part of "
+                                        "the run's identity: same seeds, same samples.")
+    record_stop_ranks: bool = option(False, "Record the rank of the delimiter at each thinking "
+                                            "step.")
+    dtype: str = option("auto", "Model dtype.", choices=list(DTYPES))
+    overwrite: bool = option(False, "Discard a previous run in the same directory.")
+    progress: bool = option(True, "Show a progress bar (--no-progress: none).")
 
     def __post_init__(self):
         if self.controller is None:

@@ -49,6 +49,7 @@ from typing import Any
 from stopwise.benchmarks import normalize_answer
 from stopwise.grading import find_boxed, grade_details
 from stopwise.prompts import DEFAULT_INSTRUCTION, PromptConfig, user_message
+from stopwise.recipes import option
 from stopwise.supervision.traces import (
     ANSWER_TEXT_KEYS,
     GOLD_KEYS,
@@ -98,23 +99,21 @@ class ImportConfig:
 
     source: str = field(metadata={"help": "Hub dataset id, local dataset directory, or a JSON / JSONL / Parquet file."})
     out: str = field(metadata={"help": "Trace file to write (JSONL), the input of `stopwise sft --data`."})
-    format: str = field(default="auto", metadata={"help": "Record format (auto: detected from the first record).",
-                                                  "choices": ["auto", *FORMATS]})
-    style: str = field(default="r1", metadata={"help": "Delimiters of the assistant turn: r1 (<think> / </think>) "
-                                                       "or s1 (<|im_start|>think / <|im_start|>answer), as the SFT recipe's "
-                                                       "think_start / eot.", "choices": list(STYLES)})
-    keep_correct: str = field(default="none", metadata={"help": "none; flags (the data set's own verdicts); grader "
-                                                                "(stopwise.grading against the gold).",
-                                                        "choices": list(KEEP_CORRECT)})
-    teacher: str = field(default="deepseek", metadata={"help": "s1k-1.1: whose traces, deepseek (s1.1's) or gemini (s1's).",
-                                                       "choices": list(TEACHERS)})
-    split: str = field(default="train", metadata={"help": "Split of a hub dataset or dataset directory."})
-    subset: str | None = field(default=None, metadata={"help": "Config name of a hub dataset (e.g. OpenR1's default)."})
-    limit: int | None = field(default=None, metadata={"help": "Read the first N records only."})
-    max_per_problem: int | None = field(default=1, metadata={"help": "OpenR1: kept traces per problem (0 or None: all that pass)."})
-    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Sentence after the problem in the user "
-                                                                            "turn of problem-field formats."})
-    timeout: float = field(default=5.0, metadata={"help": "Grader timeout per answer, seconds."})
+    format: str = option("auto", "Record format (auto: detected from the first record).", choices=["auto", *FORMATS])
+    style: str = option("r1", "Delimiters of the assistant turn: r1 (<think> / </think>) or s1 "
+                              "(<|im_start|>think / <|im_start|>answer), as the SFT recipe's "
+                              "think_start / eot.", choices=list(STYLES))
+    keep_correct: str = option("none", "none; flags (the data set's own verdicts); grader "
+                                       "(stopwise.grading against the gold).", choices=list(KEEP_CORRECT))
+    teacher: str = option("deepseek", "s1k-1.1: whose traces, deepseek (s1.1's) or gemini (s1's).", choices=list(TEACHERS))
+    split: str = option("train", "Split of a hub dataset or dataset directory.")
+    subset: str | None = option(None, "Config name of a hub dataset (e.g. OpenR1's default).")
+    limit: int | None = option(None, "Read the first N records only.")
+    max_per_problem: int | None = option(1, "OpenR1: kept traces per problem (0 or None: all that "
+                                            "pass).")
+    instruction: str = option(DEFAULT_INSTRUCTION, "Sentence after the problem in the user turn of "
+                                                   "problem-field formats.")
+    timeout: float = option(5.0, "Grader timeout per answer, seconds.")
 
     def __post_init__(self):
         self.max_per_problem = self.max_per_problem or None  # 0: what a command line can write for all

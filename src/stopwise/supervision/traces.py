@@ -18,12 +18,13 @@ Every loaded trace is a dict with `messages` and, when known, `id`, `problem`, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from stopwise import io
 from stopwise.io import write_jsonl
 from stopwise.prompts import PromptConfig, user_message
+from stopwise.recipes import option
 from stopwise.thinking import R1_EOT, R1_THINK_START
 
 PROBLEM_KEYS = ("problem", "question")
@@ -41,15 +42,11 @@ class TraceError(ValueError):
 class TraceFormat:
     """How field records become chat traces, and what a valid assistant turn must contain."""
 
-    think_start: str = field(default=R1_THINK_START, metadata={"help": "Opens the thinking phase."})
-    eot: str = field(default=R1_EOT, metadata={"help": "End-of-thinking delimiter."})
-    prompt: PromptConfig = field(
-        default_factory=PromptConfig, metadata={"help": "User turn of field records (instruction, level)."}
-    )
-    require_thinking: bool = field(
-        default=True,
-        metadata={"help": "An assistant turn must hold a thinking part, the delimiter and an answer."},
-    )
+    think_start: str = option(R1_THINK_START, "Opens the thinking phase.")
+    eot: str = option(R1_EOT, "End-of-thinking delimiter.")
+    prompt: PromptConfig = option(PromptConfig, "User turn of field records (instruction, level).")
+    require_thinking: bool = option(True, "An assistant turn must hold a thinking part, the "
+                                          "delimiter and an answer.")
 
 
 def text_value(value) -> str | None:

@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from stopwise.prompts import PromptConfig
+from stopwise.recipes import option
 from stopwise.world.problems import (
     DEFAULT_MAX_STEPS,
     random_problem,
@@ -70,34 +71,25 @@ DONE_FILE = "pretrain.json"
 class PretrainConfig:
     """Lookup-drill pretraining of the demo student."""
 
-    steps: int = field(default=500, metadata={"help": "Optimizer steps (0: no pretraining)."})
-    batch_size: int = field(default=32, metadata={"help": "Documents per step."})
-    learning_rate: float = field(default=5e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
-    drill_share: float = field(
-        default=0.0,
-        metadata={"help": "Share of documents that are lookup drills (named steps, then each looked "
-                  "up in random order): the densest lookup signal."},
-    )
-    max_checks: int = field(
-        default=3, metadata={"help": "Most careful passes after the hasty one in a document (0..this many): "
-                             "each restates the start, which teaches the student to copy it from afar."})
-    level_share: float = field(
-        default=0.0,
-        metadata={"help": "Share of documents that are level documents: a small problem in the "
-                  "demo's chat turns, its prompt stating a level, the teacher's trace checked "
-                  "level_checks[level] times (so the student may learn to read the level where the "
-                  "stop is decided; see the module notes for what it measured)."},
-    )
-    level_checks: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_LEVEL_CHECKS),
-        metadata={"help": "Re-verifications of a level document's trace at each level (checked as "
-                  "TeacherConfig.level_checks)."},
-    )
-    max_steps_per_document: int = field(
-        default=3,
-        metadata={"help": "Largest problem in a document (1..this many steps): short contexts form "
-                  "the lookups fastest (with up to 6 steps, 500 steps formed none)."},
-    )
+    steps: int = option(500, "Optimizer steps (0: no pretraining).")
+    batch_size: int = option(32, "Documents per step.")
+    learning_rate: float = option(5e-3, "Peak learning rate (cosine schedule).")
+    drill_share: float = option(0.0, "Share of documents that are lookup drills (named steps, then "
+                                     "each looked up in random order): the densest lookup signal.")
+    max_checks: int = option(3, "Most careful passes after the hasty one in a document (0..this "
+                                "many): each restates the start, which teaches the student to copy "
+                                "it from afar.")
+    level_share: float = option(0.0, "Share of documents that are level documents: a small problem "
+                                     "in the demo's chat turns, its prompt stating a level, the "
+                                     "teacher's trace checked level_checks[level] times (so the "
+                                     "student may learn to read the level where the stop is "
+                                     "decided; see the module notes for what it measured).")
+    level_checks: dict[str, int] = option(DEFAULT_LEVEL_CHECKS, "Re-verifications of a level document's "
+                                                              "trace at each level (checked as "
+                                                              "TeacherConfig.level_checks).")
+    max_steps_per_document: int = option(3, "Largest problem in a document (1..this many steps): "
+                                            "short contexts form the lookups fastest (with up to 6 "
+                                            "steps, 500 steps formed none).")
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size <= 0 or self.learning_rate <= 0:

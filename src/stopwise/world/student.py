@@ -22,12 +22,13 @@ learn no faster per step here and cost more per step.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from stopwise.models.templates import CHAT_TEMPLATE
 from stopwise.models.tiny import train_tokenizer
 from stopwise.prompts import DEFAULT_INSTRUCTION, DEFAULT_LEVEL_INSTRUCTIONS
+from stopwise.recipes import option
 from stopwise.world.problems import (
     DEFAULT_MAX_STEPS,
     OPERANDS,
@@ -50,15 +51,16 @@ SPLIT_PATTERN = (
 class StudentConfig:
     """Size of the demo student (a Llama decoder)."""
 
-    hidden_size: int = field(default=96, metadata={"help": "Width of the model."})
-    num_layers: int = field(default=2, metadata={"help": "Number of transformer blocks."})
-    head_dim: int = field(default=32, metadata={"help": "Width of an attention head (hidden_size / head_dim heads): "
-                                                "32, 64, 80, 96, ... are the sizes vLLM's CPU backend runs."})
-    num_kv_heads: int = field(default=0, metadata={"help": "Key/value heads (grouped-query attention; 0: one per query head)."})
-    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
-    max_position_embeddings: int = field(default=2048, metadata={"help": "Longest sequence (prompt + completion)."})
-    vocab_size: int = field(default=768, metadata={"help": "BPE vocabulary size (before added tokens)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the initial weights and tokenizer corpus."})
+    hidden_size: int = option(96, "Width of the model.")
+    num_layers: int = option(2, "Number of transformer blocks.")
+    head_dim: int = option(32, "Width of an attention head (hidden_size / head_dim heads): 32, 64, "
+                               "80, 96, ... are the sizes vLLM's CPU backend runs.")
+    num_kv_heads: int = option(0, "Key/value heads (grouped-query attention; 0: one per query "
+                                  "head).")
+    intermediate_size: int = option(384, "MLP width.")
+    max_position_embeddings: int = option(2048, "Longest sequence (prompt + completion).")
+    vocab_size: int = option(768, "BPE vocabulary size (before added tokens).")
+    seed: int = option(0, "Seed of the initial weights and tokenizer corpus.")
 
     def __post_init__(self):
         if self.head_dim <= 0 or self.hidden_size % self.head_dim:

@@ -36,11 +36,12 @@ re-verification tokens can be measured.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stopwise.io import write_jsonl
 from stopwise.prompts import PromptConfig, user_message
+from stopwise.recipes import option
 from stopwise.thinking import R1_EOT, R1_THINK_START
 from stopwise.world.problems import (
     ARITHMETIC_SYMBOLS,
@@ -65,62 +66,41 @@ CHECK_OPENERS = ("Wait, let me check each step carefully.", "Hmm, let me redo th
 class TeacherConfig:
     """How the teacher writes traces (defaults: the demo world's SFT data)."""
 
-    slip_rate: float = field(
-        default=0.3,
-        metadata={"help": "Probability that the hasty first pass writes a subtraction that wraps "
-                  "below zero the wrong way round (k - x instead of x - k + 10); the careful "
-                  "check catches every such slip."},
-    )
-    p_no_check: float = field(
-        default=0.05,
-        metadata={"help": "Probability that a trace ends right after the hasty pass (no check)."},
-    )
-    continue_base: float = field(
-        default=0.1,
-        metadata={"help": "After each re-verification the teacher starts another with probability "
-                  "(continue_base + continue_per_step * (steps - 1)) * verbosity, capped at 0.95: "
-                  "a coin that says nothing about correctness, more often heads on longer "
-                  "problems (defaults: 0.27 for 2 steps ... 0.95 for 6 steps)."},
-    )
-    continue_per_step: float = field(
-        default=0.17, metadata={"help": "Growth of that probability per step of the problem."}
-    )
-    verbosity: float = field(
-        default=1.0,
-        metadata={"help": "Multiplier of the continue probability; 0 gives a teacher that "
-                  "re-verifies at most once (twice after a caught slip)."},
-    )
-    max_checks: int = field(default=4, metadata={"help": "Most re-verifications in one trace."})
-    prompt: PromptConfig = field(
-        default_factory=PromptConfig,
-        metadata={"help": "Prompt settings of the user turn (instruction, level)."},
-    )
-    random_level_share: float = field(
-        default=0.0,
-        metadata={"help": "Share of prompts that carry a level sentence (short / medium / long, "
-                  "uniform) drawn independently of the trace, so the student reads past such a "
-                  "sentence without learning what it means."},
-    )
-    level_share: float = field(
-        default=0.0,
-        metadata={"help": "Share of prompts that state the level of their trace's length instead: "
-                  "short / medium / long by terciles of thinking tokens among traces of the same "
-                  "number of steps (`stopwise.supervision.build_level_tagged`), the level-tagged "
-                  "SFT of SPEC Supervision (b). random_level_share + level_share <= 1."},
-    )
-    level_rule: str = field(
-        default="length",
-        metadata={"help": "How a level-tagged prompt's trace gets its level: 'checks' rewrites the "
-                  "trace's re-verifications to the level's count (level_checks; a corrected "
-                  "conclusion is still checked once more), so the level alone decides where the "
-                  "trace stops; 'length' keeps the coin's trace and tags it by the tercile of its "
-                  "thinking tokens among traces of the same number of steps (the coin makes "
-                  "that tag mostly noise: 6-step traces nearly all have max_checks checks)."},
-    )
-    level_checks: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_LEVEL_CHECKS),
-        metadata={"help": "level_rule 'checks': re-verifications of a trace at each level."},
-    )
+    slip_rate: float = option(0.3, "Probability that the hasty first pass writes a subtraction "
+                                   "that wraps below zero the wrong way round (k - x instead of x "
+                                   "- k + 10); the careful check catches every such slip.")
+    p_no_check: float = option(0.05, "Probability that a trace ends right after the hasty pass (no "
+                                     "check).")
+    continue_base: float = option(0.1, "After each re-verification the teacher starts another with "
+                                       "probability (continue_base + continue_per_step * (steps - "
+                                       "1)) * verbosity, capped at 0.95: a coin that says nothing "
+                                       "about correctness, more often heads on longer problems "
+                                       "(defaults: 0.27 for 2 steps ... 0.95 for 6 steps).")
+    continue_per_step: float = option(0.17, "Growth of that probability per step of the problem.")
+    verbosity: float = option(1.0, "Multiplier of the continue probability; 0 gives a teacher that "
+                                   "re-verifies at most once (twice after a caught slip).")
+    max_checks: int = option(4, "Most re-verifications in one trace.")
+    prompt: PromptConfig = option(PromptConfig, "Prompt settings of the user turn (instruction, level).")
+    random_level_share: float = option(0.0, "Share of prompts that carry a level sentence (short / "
+                                            "medium / long, uniform) drawn independently of the "
+                                            "trace, so the student reads past such a sentence "
+                                            "without learning what it means.")
+    level_share: float = option(0.0, "Share of prompts that state the level of their trace's "
+                                     "length instead: short / medium / long by terciles of "
+                                     "thinking tokens among traces of the same number of steps "
+                                     "(`stopwise.supervision.build_level_tagged`), the "
+                                     "level-tagged SFT of SPEC Supervision (b). random_level_share "
+                                     "+ level_share <= 1.")
+    level_rule: str = option("length", "How a level-tagged prompt's trace gets its level: 'checks' "
+                                       "rewrites the trace's re-verifications to the level's count "
+                                       "(level_checks; a corrected conclusion is still checked "
+                                       "once more), so the level alone decides where the trace "
+                                       "stops; 'length' keeps the coin's trace and tags it by the "
+                                       "tercile of its thinking tokens among traces of the same "
+                                       "number of steps (the coin makes that tag mostly noise: "
+                                       "6-step traces nearly all have max_checks checks).")
+    level_checks: dict[str, int] = option(DEFAULT_LEVEL_CHECKS, "level_rule 'checks': re-verifications of a "
+                                                              "trace at each level.")
 
     def __post_init__(self):
         for name in ("slip_rate", "p_no_check", "continue_base",
