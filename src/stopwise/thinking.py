@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 R1_EOT = "</think>"
 R1_THINK_START = "<think>"
 S1_EOT = "<|im_start|>answer"
@@ -189,19 +191,6 @@ def encode_delimiter(tokenizer, text: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte-level alphabet: byte -> the printable character that stands for it."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 _TOKEN_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -223,7 +212,7 @@ def token_bytes(tokenizer) -> tuple[bytes, ...]:
     table = [b""] * size
     decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
     if type(decoder).__name__ == "ByteLevel":
-        alphabet = {c: b for b, c in _bytes_to_unicode().items()}
+        alphabet = {c: b for b, c in bytes_to_unicode().items()}
         for tok, i in vocab.items():
             try:
                 table[i] = bytes(alphabet[c] for c in tok)

@@ -105,26 +105,12 @@ class TemperatureScaling(StopControllerProcessor):
     `answer_prefix_ids`, are forced. Rows past EOT are untouched.
     """
 
-    def __init__(
-        self,
-        eot_token_ids: Sequence[int],
-        temperature: float,
-        max_thinking_tokens: int | None = None,
-        answer_prefix_ids: Sequence[int] = (),
-        *,
-        eos_token_ids: Iterable[int] | None = (),
-        text_delimiter=None,
-    ):
-        super().__init__(
-            StopPolicy(
-                eot_token_ids,
-                stop_temperature=temperature,
-                max_thinking_tokens=max_thinking_tokens,
-                answer_prefix_ids=answer_prefix_ids,
-                eos_token_ids=eos_token_ids,
-                text_delimiter=text_delimiter,
-            )
-        )
+    def __init__(self, eot_token_ids: Sequence[int], temperature: float, max_thinking_tokens: int | None = None,
+                 answer_prefix_ids: Sequence[int] = (), *, eos_token_ids: Iterable[int] | None = (),
+                 text_delimiter=None):
+        super().__init__(StopPolicy(eot_token_ids, stop_temperature=temperature,
+                                    max_thinking_tokens=max_thinking_tokens, answer_prefix_ids=answer_prefix_ids,
+                                    eos_token_ids=eos_token_ids, text_delimiter=text_delimiter))
 
 
 class BudgetForcing(StopControllerProcessor):
@@ -140,36 +126,15 @@ class BudgetForcing(StopControllerProcessor):
     `BudgetForcing.from_strings(tokenizer, eot, ...)` builds one from text.
     """
 
-    def __init__(
-        self,
-        eot_token_ids: Sequence[int],
-        max_thinking_tokens: int | None = None,
-        min_thinking_tokens: int | None = None,
-        num_ignore: int = 0,
-        ignore_token_ids: Sequence[int] = (),
-        answer_prefix_ids: Sequence[int] = (),
-        *,
-        do_sample: bool = True,
-        eos_token_ids: Iterable[int] | None = (),
-        generator: torch.Generator | None = None,
-        stop_temperature: float = 1.0,
-        text_delimiter=None,
-    ):
-        super().__init__(
-            StopPolicy(
-                eot_token_ids,
-                stop_temperature=stop_temperature,
-                max_thinking_tokens=max_thinking_tokens,
-                min_thinking_tokens=min_thinking_tokens,
-                num_ignore=num_ignore,
-                ignore_token_ids=ignore_token_ids,
-                answer_prefix_ids=answer_prefix_ids,
-                do_sample=do_sample,
-                eos_token_ids=eos_token_ids,
-                generator=generator,
-                text_delimiter=text_delimiter,
-            )
-        )
+    def __init__(self, eot_token_ids: Sequence[int], max_thinking_tokens: int | None = None,
+                 min_thinking_tokens: int | None = None, num_ignore: int = 0,
+                 ignore_token_ids: Sequence[int] = (), answer_prefix_ids: Sequence[int] = (), **policy):
+        """`policy`: `StopPolicy`'s other keywords (do_sample, eos_token_ids, generator,
+        stop_temperature, text_delimiter)."""
+        super().__init__(StopPolicy(eot_token_ids, max_thinking_tokens=max_thinking_tokens,
+                                    min_thinking_tokens=min_thinking_tokens, num_ignore=num_ignore,
+                                    ignore_token_ids=ignore_token_ids, answer_prefix_ids=answer_prefix_ids,
+                                    **policy))
 
     @classmethod
     def from_strings(

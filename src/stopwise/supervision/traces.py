@@ -165,15 +165,7 @@ def read_records(path: str | Path) -> list[tuple[str, object]]:
 
 def load_traces(path: str | Path, fmt: TraceFormat | None = None, limit: int | None = None) -> list[dict]:
     """Validated chat traces from a JSON/JSONL file (see the module docstring)."""
-    fmt = fmt or TraceFormat()
-    traces = []
-    for where, record in read_records(path):
-        try:
-            traces.append(trace_from_record(record, fmt))
-        except ValueError as err:
-            raise TraceError(f"{where}: {err}") from None
-        if limit is not None and len(traces) >= limit:
-            break
+    traces = checked_traces(read_records(path)[:limit], fmt)
     if not traces:
         raise TraceError(f"{path}: no trace records")
     return traces
@@ -181,14 +173,19 @@ def load_traces(path: str | Path, fmt: TraceFormat | None = None, limit: int | N
 
 def validate_traces(traces: list[dict], fmt: TraceFormat | None = None, source: str = "traces") -> list[dict]:
     """The same checks as `load_traces`, for traces already in memory."""
+    return checked_traces([(f"{source}, record {i}", t) for i, t in enumerate(traces)], fmt)
+
+
+def checked_traces(records: list[tuple[str, dict]], fmt: TraceFormat | None) -> list[dict]:
+    """`trace_from_record` of each (where, record); the first bad one is an error naming where."""
     fmt = fmt or TraceFormat()
-    out = []
-    for i, t in enumerate(traces):
+    traces = []
+    for where, record in records:
         try:
-            out.append(trace_from_record(t, fmt))
+            traces.append(trace_from_record(record, fmt))
         except ValueError as err:
-            raise TraceError(f"{source}, record {i}: {err}") from None
-    return out
+            raise TraceError(f"{where}: {err}") from None
+    return traces
 
 
 def write_traces(path: str | Path, traces: list[dict]) -> Path:
