@@ -249,14 +249,8 @@ def with_checks(trace: Trace, n_checks: int, rng: random.Random, max_checks: int
     return replace(trace, segments=segments, n_checks=n_checks)
 
 
-def make_traces(
-    n: int,
-    seed: int,
-    config: TeacherConfig | None = None,
-    split: str = "train",
-    min_steps: int = DEFAULT_MIN_STEPS,
-    max_steps: int = DEFAULT_MAX_STEPS,
-) -> list[Trace]:
+def make_traces(n: int, seed: int, config: TeacherConfig | None = None, split: str = "train",
+                min_steps: int = DEFAULT_MIN_STEPS, max_steps: int = DEFAULT_MAX_STEPS) -> list[Trace]:
     config = config or TeacherConfig()
     rng = random.Random(f"stopwise-teacher/{seed}")
     return [write_trace(p, config, rng) for p in generate_problems(n, seed, split, min_steps, max_steps)]
@@ -275,16 +269,8 @@ def trace_record(trace: Trace, id: str, prompt: PromptConfig | None = None) -> d
     }
 
 
-def write_traces(
-    path: str | Path,
-    n: int,
-    seed: int,
-    config: TeacherConfig | None = None,
-    split: str = "train",
-    min_steps: int = DEFAULT_MIN_STEPS,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    tokenizer=None,
-) -> Path:
+def write_traces(path: str | Path, n: int, seed: int, config: TeacherConfig | None = None, split: str = "train",
+                 min_steps: int = DEFAULT_MIN_STEPS, max_steps: int = DEFAULT_MAX_STEPS, tokenizer=None) -> Path:
     """Write `n` teacher traces of `split` problems as JSONL SFT records (see `trace_record`).
 
     `tokenizer` counts thinking tokens for the level terciles (needed with `level_share`: the
