@@ -253,7 +253,6 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str =
     if eot is not None:  # the delimiter must be one the tokenizer encodes: fail here
         # lazy: imports vLLM, an optional dependency
         from stopwise.controllers.vllm import load_tokenizer
-        from stopwise.thinking import detect_thinking_format
 
         detect_thinking_format(load_tokenizer(model), eot)
         os.environ[EOT_ENV] = eot
