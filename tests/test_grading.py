@@ -7,6 +7,8 @@ Run with `pytest -s` to see the measured numbers.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -466,3 +468,34 @@ def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path, monkeypatch):
             broken.run([("os:getpid", ())], timeout=1.0)
     finally:
         broken.close()
+
+
+UNGUARDED_SCRIPT = """
+import sys
+sys.path[:0] = {path!r}
+from stopwise.grading import is_correct
+print("top level", flush=True)
+print(is_correct("</think>\\\\boxed{{x+1}}", "1+x"), flush=True)
+"""
+
+
+def test_a_script_without_a_main_guard_grades_once(tmp_path):
+    """The workers do not run the parent's main script again (spawn would, as `__mp_main__`)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT.format(path=[str(REPO / "src")]))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["top", "level", "True"]
+
+
+def test_worker_count_from_the_environment(monkeypatch):
+    from stopwise.grading.pool import default_workers
+
+    monkeypatch.setenv("STOPWISE_GRADER_WORKERS", "3")
+    assert default_workers() == 3 and GradingPool().n_workers == 3
+    for bad, why in (("two", "must be an integer"), ("0", "must be >= 1")):
+        monkeypatch.setenv("STOPWISE_GRADER_WORKERS", bad)
+        with pytest.raises(ValueError, match=f"STOPWISE_GRADER_WORKERS {why}"):
+            default_workers()
+    monkeypatch.delenv("STOPWISE_GRADER_WORKERS")
+    assert 1 <= default_workers() <= 4
