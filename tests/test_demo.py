@@ -2,7 +2,9 @@
 
 import json
 
-from stopwise.demo import DemoConfig, run_demo
+import pytest
+
+from stopwise.demo import DemoConfig, run_demo, ts_sweep_covering
 
 
 def test_quick_demo_end_to_end_and_resume(tmp_path):
@@ -42,3 +44,26 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     after = json.loads((out / "demo_state.json").read_text())["seconds"]
     assert after["SFT: pretrain, then train the student on teacher traces"] - state["SFT: pretrain, then train the student on teacher traces"] < 5
     assert again["runs"]["TLDR medium"]["mean_tokens"] == report["runs"]["TLDR medium"]["mean_tokens"]
+
+
+def fake_ts_sweep(calls):
+    """A TS sweep whose mean tokens are 200 / T, recording the values it was asked for."""
+    def sweep(values):
+        calls.append(list(values))
+        return {"points": [{"value": t, "mean_tokens": 200 / t} for t in values]}
+    return sweep
+
+
+@pytest.mark.parametrize(("budget_tokens", "added"), [
+    ([80, 120], []),  # inside 200/3 .. 200/0.5: nothing added
+    ([45], [4.0, 6.0]),  # below 200/4 = 50: 4 is not enough, 6 (33 tokens) covers it
+    ([55], [4.0]),  # 4 covers it: 6 is never run
+    ([500], [0.35]),  # above 200/0.5 = 400: 0.35 (571 tokens) covers it, 0.25 is never run
+    ([700, 20], [4.0, 6.0, 0.35, 0.25]),  # both sides; 20 is still out, nothing left to add
+])
+def test_ts_sweep_covering_adds_stop_temperatures_only_where_a_budget_point_is_outside(budget_tokens, added):
+    config = DemoConfig(out="unused", ts_values=[0.5, 1.0, 3.0], ts_extend=[6.0, 0.25, 4.0, 0.35])
+    calls = []
+    result = ts_sweep_covering(config, fake_ts_sweep(calls), [{"mean_tokens": t} for t in budget_tokens])
+    assert [p["value"] for p in result["points"]] == [0.5, 1.0, 3.0, *added]
+    assert calls[-1] == [0.5, 1.0, 3.0, *added] and len(calls) == len(added) + 1

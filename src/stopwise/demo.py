@@ -54,6 +54,10 @@ class DemoConfig:
         "sweep (1.0, the identity, is the SFT run itself; below 1 it thinks longer, so that budget "
         "forcing's points, whose answers run on after the forced stop, fall inside TS's token "
         "range).")
+    ts_extend: list[float] = option([0.35, 0.25, 4.0, 6.0], "Stop temperatures the TS sweep adds, nearest "
+                                    "first, on a side where a budget-forcing point's mean tokens lie "
+                                    "outside TS's token range, so that the two compare at matched "
+                                    "tokens (read off tokens only, never an accuracy).")
     budget_fractions: list[float] = option([0.6, 0.75, 0.9], "Budgets of the budget-forcing sweep, "
         "as fractions of the SFT student's mean thinking tokens on the dev split.")
     sft: dict = option({}, "SFTRunConfig overrides.")
@@ -69,8 +73,8 @@ class DemoConfig:
                 raise ValueError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)}")
         if not all(f > 0 for f in self.budget_fractions):
             raise ValueError(f"DemoConfig.budget_fractions must be > 0, got {self.budget_fractions}")
-        if not all(t > 0 for t in self.ts_values):
-            raise ValueError(f"DemoConfig.ts_values must be > 0, got {self.ts_values}")
+        if not all(t > 0 for t in self.ts_values + self.ts_extend):
+            raise ValueError(f"DemoConfig.ts_values and ts_extend must be > 0, got {self.ts_values}, {self.ts_extend}")
         self.sft_config()  # teacher, student and SFT settings are checked before any training
         self.tldr_settings()
 
@@ -80,7 +84,7 @@ class DemoConfig:
         quick = DemoConfig(**asdict(self))
         quick.n_test, quick.n_dev, quick.n_tldr_problems, quick.batch_size = 8, 8, 32, 8
         quick.max_new_tokens = quick.max_new_tokens or 96
-        quick.ts_values, quick.budget_fractions = [1.0, 4.0], [0.5]
+        quick.ts_values, quick.ts_extend, quick.budget_fractions = [1.0, 4.0], [], [0.5]
         return quick
 
     def sft_config(self) -> SFTRunConfig:
@@ -122,6 +126,24 @@ class StageClock:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+def ts_sweep_covering(config: DemoConfig, sweep, budget_points: list[dict]) -> dict:
+    """The TS sweep of `config.ts_values` plus, nearest first, the `ts_extend` values on each side
+    where a budget point's mean tokens lie outside its token range. `sweep(values)` runs it
+    (resumable: a point already measured is read back)."""
+    values = list(config.ts_values)
+    higher = sorted(t for t in config.ts_extend if t > max(values))  # higher T: fewer tokens
+    lower = sorted((t for t in config.ts_extend if t < min(values)), reverse=True)
+    wanted = [p["mean_tokens"] for p in budget_points]
+    while True:
+        result = sweep(values)
+        tokens = [p["mean_tokens"] for p in result["points"]]
+        side = (higher if min(wanted) < min(tokens) and higher else
+                lower if max(wanted) > max(tokens) and lower else None)
+        if side is None:
+            return result
+        values.append(side.pop(0))
 
 
 def by_difficulty(samples: list[dict], difficulty: dict[str, int]) -> dict[str, dict]:
@@ -222,8 +244,9 @@ def run_demo(config: DemoConfig) -> dict:
         base.controller.answer_prefix = "\n\n" + ANSWER_LEAD
         budgets = sorted({max(1, round(f * dev_summary["mean_thinking_tokens"])) for f in config.budget_fractions})
         sft_run = out / "eval" / "sft"
-        ts = run_sweep(base, "ts", config.ts_values, out / "sweeps" / "ts", reference_run=sft_run)
         budget = run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run)
+        ts = ts_sweep_covering(config, lambda values: run_sweep(base, "ts", values, out / "sweeps" / "ts",
+                                                                reference_run=sft_run), budget["points"])
         # s1's test-time scaling: suppress the first stop and let the model go on ("Wait")
         run_eval(eval_config("budget_wait", controller=ControllerConfig(name="budget", num_ignore=1)))
         return ts, budget
