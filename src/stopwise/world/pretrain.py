@@ -35,7 +35,7 @@ levels barely separated (short 100, medium = long 123 tokens). With share 0.33 o
 steps (so that the plain documents still get their 500 steps' worth) both held: dev accuracy
 0.965 without a level, thinking 90 / 147 / 260 tokens at short / medium / long (accuracy 0.995 /
 1.0 / 0.955), P(another check) after one check 0.005 / 0.96 / 0.98, after two 0.002 / 0.03 /
-0.86. But that pretraining took 555 s on one thread (the default one about 110 s on two), over the
+0.86. But that pretraining took 555 s on one thread (the default one about 150 s on two), over the
 demo's time budget. Off by default (`level_share` 0).
 """
 
