@@ -50,16 +50,18 @@ class DemoConfig:
     eval_temperature: float = option(0.6, "Sampling temperature of every evaluation.")
     max_new_tokens: int = option(0, "Evaluation cap (0: the world's default).")
     batch_size: int = option(100, "Evaluation batch size.")
-    ts_values: list[float] = option([0.5, 0.75, 1.0, 1.5, 2.0, 3.0], "Stop temperatures of the TS "
-        "sweep (1.0, the identity, is the SFT run itself; below 1 it thinks longer, so that budget "
-        "forcing's points, whose answers run on after the forced stop, fall inside TS's token "
-        "range).")
+    ts_values: list[float] = option([0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+                                    "Stop temperatures of the TS sweep (1.0, the identity, is the SFT "
+                                    "run itself; below 1 it thinks longer, so that budget forcing's "
+                                    "points, whose answers run on after the forced stop, fall inside "
+                                    "TS's token range).")
     ts_extend: list[float] = option([0.35, 0.25, 4.0, 6.0], "Stop temperatures the TS sweep adds, nearest "
                                     "first, on a side where a budget-forcing point's mean tokens lie "
                                     "outside TS's token range, so that the two compare at matched "
                                     "tokens (read off tokens only, never an accuracy).")
-    budget_fractions: list[float] = option([0.6, 0.75, 0.9], "Budgets of the budget-forcing sweep, "
-        "as fractions of the SFT student's mean thinking tokens on the dev split.")
+    budget_fractions: list[float] = option([0.6, 0.75, 0.9], "Budgets of the budget-forcing sweep, as "
+                                           "fractions of the SFT student's mean thinking tokens on the "
+                                           "dev split.")
     sft: dict = option({}, "SFTRunConfig overrides.")
     tldr: dict = option({}, "TLDRConfig overrides.")
     threads: int = option(2, "torch CPU threads.")

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from transformers.convert_slow_tokenizer import bytes_to_unicode
-
 R1_EOT = "</think>"
 R1_THINK_START = "<think>"
 S1_EOT = "<|im_start|>answer"
@@ -212,6 +210,9 @@ def token_bytes(tokenizer) -> tuple[bytes, ...]:
     table = [b""] * size
     decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
     if type(decoder).__name__ == "ByteLevel":
+        # lazy: transformers costs ~1.5 s to import, and this module is otherwise light
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
         alphabet = {c: b for b, c in bytes_to_unicode().items()}
         for tok, i in vocab.items():
             try:
