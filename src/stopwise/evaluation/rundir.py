@@ -1,5 +1,5 @@
-"""A run directory: config.json, samples.jsonl (one line per sample, appended and flushed as
-each is written), summary.json, and run.lock while a process writes there.
+"""A run directory: config.json, samples.jsonl (one line per sample, appended as each is
+written), summary.json, and run.lock while a process writes there.
 
 A sample is identified by (problem_id, sample_index). Resuming reads samples.jsonl back and
 repairs what a crash can leave, reporting it (`RunDir.repairs`): a torn last line (the process
@@ -159,12 +159,13 @@ class RunDir:
             os.replace(tmp, self.samples_path)
 
     def append(self, samples: list[dict]) -> None:
-        """Append samples, one line each, each flushed to disk before the next is written."""
+        """Append samples, one line each, handed to the OS before returning. A killed process
+        loses none of them (the page cache outlives it; a write it died in leaves a torn last
+        line, repaired on resume); what a power cut loses is the unsynced tail, made again,
+        identically, on resume. So no fsync per sample: it cost 0.2-0.7 ms each, ~5% of a
+        fast vLLM eval (`write_summary` syncs the samples it summarizes)."""
         with self.samples_path.open("a") as f:
-            for s in samples:
-                f.write(json.dumps(s) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            f.write("".join(json.dumps(s) + "\n" for s in samples))
 
     def samples(self) -> list[dict]:
         return read_samples(self.samples_path)
@@ -175,4 +176,7 @@ class RunDir:
         return json.loads(self.config_path.read_text())
 
     def write_summary(self, summary: dict) -> None:
+        if self.samples_path.exists():  # a summary never counts samples a power cut can lose
+            with self.samples_path.open("rb") as f:
+                os.fsync(f.fileno())
         write_json(self.summary_path, summary)
