@@ -3,6 +3,7 @@
 import json
 import random
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -24,7 +25,7 @@ from stopwise.world import (
     write_split,
     write_trace,
 )
-from stopwise.world.pretrain import PretrainConfig, document, drill
+from stopwise.world.pretrain import PretrainConfig, document, drill, lookup_positions
 from stopwise.world.problems import OPERANDS, split_of, start_line, step_label, step_op
 from stopwise.world.student import StudentConfig
 from stopwise.world.teacher import wraps
@@ -195,6 +196,63 @@ def test_pretraining_text_states_then_looks_up():
         PretrainConfig(max_steps_per_document=0)
     with pytest.raises(ValueError, match="drill_share"):
         PretrainConfig(drill_share=2)
+
+
+def test_lookup_positions_are_the_step_names_that_open_worked_lines(tokenizer):
+    rng = random.Random(1)
+    for _ in range(50):
+        doc = document(rng, 3, max_checks=3)
+        tokens = [tokenizer.decode([t]) for t in tokenizer(doc, add_special_tokens=False)["input_ids"]]
+        worked = [line for line in doc.split("\n")[1:] if line[:1].isupper() and line[1:2] == " "]
+        positions = lookup_positions(tokens)
+        assert len(positions) == len(worked) > 0
+        assert [tokens[i] + tokens[i + 1] for i in positions] == [line.split(":")[0].split(" →")[0] for line in worked]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_pretraining_goes_on_in_rounds_until_the_lookups_form_and_resumes_at_its_round(tmp_path, monkeypatch):
+    import stopwise.world.pretrain as pretrain
+
+    config = PretrainConfig(steps=2, batch_size=2, extra_steps=2, lookup_target=1.0, max_extra_rounds=2)
+    whole = build_student(tmp_path / "whole", hidden_size=32, intermediate_size=32)
+    killed = build_student(tmp_path / "killed", hidden_size=32, intermediate_size=32)
+    result = pretrain.pretrain_student(whole, config, seed=3, num_threads=1, progress=False)
+    # a 2-step student reads no lookup perfectly: the first round and both further ones
+    assert [r["steps"] for r in result["rounds"]] == [2, 2, 2]
+    assert all(0 <= r["lookup_accuracy"] < 1 for r in result["rounds"])
+    assert pretrain.pretrain_student(whole, config, seed=3) == result  # done: not redone
+
+    real = pretrain.train_round
+
+    def dies_in_round_2(model, tokenizer, config, steps, rng_key, seed, out, progress):
+        if out.name == "round-2":
+            raise KeyboardInterrupt("killed")
+        return real(model, tokenizer, config, steps, rng_key, seed, out, progress)
+
+    monkeypatch.setattr(pretrain, "train_round", dies_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.pretrain_student(killed, config, seed=3, num_threads=1, progress=False)
+    assert not (killed / pretrain.DONE_FILE).exists()
+    assert len(json.loads((killed / "pretrain" / "rounds.json").read_text())) == 2
+    monkeypatch.setattr(pretrain, "train_round", real)
+    assert pretrain.pretrain_student(killed, config, seed=3, num_threads=1, progress=False)["rounds"] == result["rounds"]
+    a, b = _weights(whole), _weights(killed)
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    assert not a["model.embed_tokens.weight"].equal(_weights(whole / "pretrain" / "round-1")["model.embed_tokens.weight"])
+
+    # a target met (0: never asked) ends after the first round
+    once = build_student(tmp_path / "once", hidden_size=32, intermediate_size=32)
+    assert len(pretrain.pretrain_student(once, replace(config, lookup_target=0.0), seed=3, num_threads=1,
+                                         progress=False)["rounds"]) == 1
+    with pytest.raises(ValueError, match="lookup_target"):
+        PretrainConfig(lookup_target=1.5)
+    with pytest.raises(ValueError, match="extra_steps"):
+        PretrainConfig(extra_steps=0)
 
 
 def test_tokenizer_round_trips_everything(tokenizer):

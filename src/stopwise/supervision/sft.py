@@ -209,7 +209,9 @@ def _apply_quick(config: SFTRunConfig) -> SFTRunConfig:
         save_steps=min(config.save_steps, 6),
         max_length=min(config.max_length or 1024, 1024),
         warmup_steps=0.0,
-        pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10)},
+        pretrain={**config.pretrain, "steps": min(config.pretrain.get("steps", 10), 10),
+                  "extra_steps": min(config.pretrain.get("extra_steps", 5), 5),
+                  "max_extra_rounds": min(config.pretrain.get("max_extra_rounds", 1), 1)},
         processes=None,  # quick sizes are not the recipe's
         global_batch_size=None,
     )
