@@ -30,6 +30,11 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     train_ids = {json.loads(line)["problem"] for line in (out / "world" / "train.jsonl").read_text().splitlines()}
     assert not (test_ids & dev_ids) and not (test_ids & train_ids) and not (dev_ids & train_ids)
     assert set(report["headline"]["tldr_mean_tokens"]) == {"short", "medium", "long"}
+    # 10 quick pretraining steps form no lookup: the one further round quick mode allows was run
+    rounds = json.loads((out / "sft" / "init" / "pretrain.json").read_text())["rounds"]
+    assert [r["steps"] for r in rounds] == [10, 5] and rounds[0]["lookup_accuracy"] < 0.75
+    assert report["headline"]["pretraining_further_rounds"] == 1
+    assert report["headline"]["pretraining_lookup_accuracy"] == rounds[-1]["lookup_accuracy"]
     assert report["wall_seconds"] > 0
     for name in ("report.json", "report.md", "report.html", "pareto.png"):
         assert (out / name).stat().st_size > 0

@@ -31,6 +31,7 @@ from stopwise.report import build_report, compare_at_matched_tokens, load_run, m
 from stopwise.supervision.sft import SFTRunConfig, run_sft
 from stopwise.tldr.train import config_from_dict, run_tldr
 from stopwise.world import DEFAULT_MAX_NEW_TOKENS, write_split
+from stopwise.world.pretrain import DONE_FILE as PRETRAIN_DONE_FILE
 from stopwise.world.problems import DEFAULT_MAX_STEPS, DEFAULT_MIN_STEPS, check_step_range
 from stopwise.world.teacher import ANSWER_LEAD
 
@@ -158,8 +159,10 @@ def by_difficulty(samples: list[dict], difficulty: dict[str, int]) -> dict[str, 
             for d, g in sorted(groups.items())}
 
 
-def headline(runs: dict, comparison: dict | None, hardest: str) -> dict:
-    """The figures the README reports (and benchmarks/demo_seeds.py spreads over seeds)."""
+def headline(runs: dict, comparison: dict | None, hardest: str, pretraining: dict | None = None) -> dict:
+    """The figures the README reports (and benchmarks/demo_seeds.py spreads over seeds);
+    `pretraining`: the student's pretrain.json (its rounds)."""
+    rounds = (pretraining or {}).get("rounds") or []
     sft = runs["SFT"].summary
     tldr = {lv: runs[f"TLDR {lv}"].summary for lv in LEVELS}
     tagged = {lv: runs[f"SFT {lv}"].summary for lv in LEVELS}
@@ -179,6 +182,8 @@ def headline(runs: dict, comparison: dict | None, hardest: str) -> dict:
         "tldr_best_reduction_within_1pt": (1 - tldr[best]["mean_tokens"] / sft["mean_tokens"]) if best else None,
         "tldr_best_level_within_1pt": best,
         "level_sft_mean_tokens": {lv: tagged[lv]["mean_tokens"] for lv in LEVELS},
+        "pretraining_further_rounds": len(rounds) - 1 if rounds else None,
+        "pretraining_lookup_accuracy": rounds[-1]["lookup_accuracy"] if rounds else None,
         "hardest": hardest,
         "hardest_accuracy": {label: runs[label].by_difficulty.get(hardest, {}).get("accuracy")
                              for label in ("SFT", "budget forcing + Wait", "TLDR short", "TLDR long",
@@ -281,7 +286,8 @@ def run_demo(config: DemoConfig) -> dict:
             r.by_difficulty = by_difficulty(r.samples, difficulty)
         hardest = str(max(difficulty.values()))
         comparison = compare_at_matched_tokens(ts_sweep["points"], budget_sweep["points"])
-        figures = headline(runs, comparison, hardest)
+        pretrained = sft_dir / "init" / PRETRAIN_DONE_FILE
+        figures = headline(runs, comparison, hardest, json.loads(pretrained.read_text()) if pretrained.exists() else None)
         report = build_report(
             out, list(runs.values()), [ts_sweep, budget_sweep], reference="SFT",
             hist_runs=["SFT", "TLDR medium"], example=("SFT", "TLDR short"),
