@@ -284,6 +284,7 @@ def train_round(model, tokenizer, config: PretrainConfig, steps: int, rng_key: s
                          train_dataset=Dataset.from_dict({"text": texts}))
     trainer.train()
     tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # what a save killed midway left
     trainer.save_model(str(tmp))
     if out.exists():
         shutil.rmtree(out)
