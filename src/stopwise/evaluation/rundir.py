@@ -162,7 +162,7 @@ class RunDir:
         """Append samples, one line each, handed to the OS before returning. A killed process
         loses none of them (the page cache outlives it; a write it died in leaves a torn last
         line, repaired on resume); what a power cut loses is the unsynced tail, made again,
-        identically, on resume. So no fsync per sample: it cost 0.2-0.7 ms each, ~5% of a
+        identically, on resume. So no fsync per sample: it cost 0.2-0.7 ms each, ~4% of a
         fast vLLM eval (`write_summary` syncs the samples it summarizes)."""
         with self.samples_path.open("a") as f:
             f.write("".join(json.dumps(s) + "\n" for s in samples))

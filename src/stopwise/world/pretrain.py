@@ -220,12 +220,8 @@ def pretrain_student(model_dir: str | Path, config: PretrainConfig, seed: int = 
     work = model_dir / "pretrain"
     log = work / "rounds.json"
     rounds = json.loads(log.read_text()) if log.exists() else []
-    while True:
-        if rounds:
-            last = rounds[-1]
-            if (last["lookup_accuracy"] >= config.lookup_target or not config.lookup_target
-                    or len(rounds) > config.max_extra_rounds):
-                break
+    while not rounds or (rounds[-1]["lookup_accuracy"] < config.lookup_target
+                         and len(rounds) <= config.max_extra_rounds):
         k = len(rounds)
         start = work / f"round-{k - 1}" if k else model_dir
         model = AutoModelForCausalLM.from_pretrained(str(start), dtype=torch.float32)
