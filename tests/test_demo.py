@@ -1,15 +1,22 @@
 """`stopwise demo --quick`: the whole pipeline at toy size, and its resumption."""
 
 import json
+import shutil
 
 import pytest
 
 from stopwise.demo import DemoConfig, run_demo, ts_sweep_covering
 
 
-def test_quick_demo_end_to_end_and_resume(tmp_path):
-    out = tmp_path / "demo"
-    report = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False))
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """One quick demo (HF engine) for the module: its trained models are reused below."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
+    return out, run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False))
+
+
+def test_quick_demo_end_to_end_and_resume(quick_demo):
+    out, report = quick_demo
     summary_keys = {"accuracy", "mean_tokens", "mean_thinking_tokens", "truncation_rate", "n_samples"}
     runs = report["runs"]
     assert summary_keys <= set(runs["SFT"])
@@ -49,6 +56,37 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     after = json.loads((out / "demo_state.json").read_text())["seconds"]
     assert after["SFT: pretrain, then train the student on teacher traces"] - state["SFT: pretrain, then train the student on teacher traces"] < 5
     assert again["runs"]["TLDR medium"]["mean_tokens"] == report["runs"]["TLDR medium"]["mean_tokens"]
+
+
+def test_quick_demo_evaluates_with_vllm_one_engine_process_per_model(quick_demo, tmp_path, monkeypatch):
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/install.sh installs it)")
+    from stopwise.engines.vllm import DataParallelVLLMEngine
+
+    trained, hf_report = quick_demo
+    out = tmp_path / "demo"
+    for part in ("world", "sft", "tldr"):  # the same models: only the evaluations run
+        shutil.copytree(trained / part, out / part)
+    started = []
+    start = DataParallelVLLMEngine.start
+    monkeypatch.setattr(DataParallelVLLMEngine, "start", lambda self: started.append(self.model) or start(self))
+    report = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False, engine="vllm"))
+    # one engine for the SFT student's evaluations (eval, sweeps, Wait, levels), one for TLDR's
+    assert started == [str(out / "sft"), str(out / "tldr")]
+    for run in (out / "eval").iterdir():
+        config = json.loads((run / "config.json").read_text())
+        assert config["identity"]["engine"] == "vllm", run.name
+        assert len((run / "samples.jsonl").read_text().splitlines()) == 8, run.name
+    for sweep in ("ts", "budget"):
+        for point in (out / "sweeps" / sweep).iterdir():
+            if point.is_dir():
+                assert json.loads((point / "config.json").read_text())["identity"]["engine"] == "vllm"
+    assert all("stop_ranks" in json.loads(line) for line in (out / "eval" / "sft" / "samples.jsonl").open())
+    assert set(report["runs"]) == set(hf_report["runs"]) and report["settings"]["engine"] == "vllm"
+
+    # a second call finds every sample made: it starts no engine at all
+    started.clear()
+    again = run_demo(DemoConfig(out=str(out), quick=True, threads=1, progress=False, engine="vllm"))
+    assert started == [] and again["headline"] == report["headline"]
 
 
 def fake_ts_sweep(calls):

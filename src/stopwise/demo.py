@@ -22,7 +22,7 @@ from pathlib import Path
 from stopwise.controllers import ControllerConfig
 from stopwise.engines import SamplingSettings
 from stopwise.evaluation.analysis import analyze_run
-from stopwise.evaluation.runner import EvalConfig, run_eval
+from stopwise.evaluation.runner import ENGINES, EvalConfig, run_eval
 from stopwise.evaluation.sweep import run_sweep
 from stopwise.io import write_json
 from stopwise.prompts import LEVELS, PromptConfig
@@ -50,7 +50,10 @@ class DemoConfig:
     max_steps: int = option(DEFAULT_MAX_STEPS, "Most steps of a problem.")
     eval_temperature: float = option(0.6, "Sampling temperature of every evaluation.")
     max_new_tokens: int = option(0, "Evaluation cap (0: the world's default).")
-    batch_size: int = option(100, "Evaluation batch size.")
+    batch_size: int = option(100, "Evaluation batch size (HF engine).")
+    engine: str = option("hf", "Engine of the evaluations: hf (transformers generate, static batches) or "
+                               "vllm (continuous batching; one engine per model, in a process of its "
+                               "own, serves all of that model's evaluations).", choices=list(ENGINES))
     ts_values: list[float] = option([0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
                                     "Stop temperatures of the TS sweep (1.0, the identity, is the SFT "
                                     "run itself; below 1 it thinks longer, so that budget forcing's "
@@ -71,6 +74,8 @@ class DemoConfig:
     def __post_init__(self):
         self.out = self.out or ("runs/demo-quick" if self.quick else "runs/demo")
         check_step_range(self.min_steps, self.max_steps)
+        if self.engine not in ENGINES:
+            raise ValueError(f"DemoConfig.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for name in ("n_test", "n_dev", "n_tldr_problems", "batch_size", "threads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DemoConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -129,6 +134,37 @@ class StageClock:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
+
+
+class SharedEngines:
+    """The evaluations' engines with `engine: vllm`: one per model, built when first needed and
+    shared by all of that model's evaluations, each in a process of its own (vLLM's CPU worker
+    binds threads and disables `torch.set_num_threads` in its process: the training stages
+    that follow must not inherit that). With `engine: hf`, None: each evaluation loads its model
+    (a sweep shares it over its points)."""
+
+    KV_CACHE_BYTES = 2**30  # the demo's model and cap need a fraction; the memory share would take GiBs
+
+    def __init__(self, config: DemoConfig):
+        self.config, self.engines = config, {}
+
+    def get(self, model: Path):
+        if self.config.engine == "hf":
+            return None
+        if model not in self.engines:
+            # lazy: imports vLLM, an optional dependency
+            from stopwise.engines.vllm import DataParallelVLLMEngine
+
+            threads = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(self.config.threads)}
+            self.engines[model] = DataParallelVLLMEngine(str(model), data_parallel_size=1, seed=self.config.seed,
+                                                         worker_env=threads, lazy=True,
+                                                         kv_cache_memory_bytes=self.KV_CACHE_BYTES)
+        return self.engines[model]
+
+    def close(self, model: Path) -> None:
+        engine = self.engines.pop(model, None)
+        if engine is not None:
+            engine.close()
 
 
 def ts_sweep_covering(config: DemoConfig, sweep, budget_points: list[dict]) -> dict:
@@ -220,6 +256,7 @@ def run_demo(config: DemoConfig) -> dict:
     sft_dir, tldr_dir = out / "sft", out / "tldr"
     sampling = SamplingSettings(temperature=config.eval_temperature, top_p=1.0, max_new_tokens=cap,
                                 seed=config.seed)
+    engines = SharedEngines(config)
 
     def make_world():
         sizes = {"train": config.n_tldr_problems, "dev": config.n_dev, "test": config.n_test}
@@ -237,11 +274,14 @@ def run_demo(config: DemoConfig) -> dict:
         return EvalConfig(model=str(model), benchmark=str(split_files[split]), out=str(out / "eval" / name),
                           sampling=sampling, batch_size=config.batch_size, prompt=PromptConfig(level=level),
                           controller=controller or ControllerConfig(), record_stop_ranks=stop_ranks,
-                          progress=config.progress)
+                          engine=config.engine, progress=config.progress)
+
+    def evaluate(config: EvalConfig) -> dict:
+        return run_eval(config, engines.get(Path(config.model)))
 
     def sft_eval():
-        dev = run_eval(eval_config("sft_dev", split="dev"))
-        test = run_eval(eval_config("sft", stop_ranks=True))
+        dev = evaluate(eval_config("sft_dev", split="dev"))
+        test = evaluate(eval_config("sft", stop_ranks=True))
         analyze_run(out / "eval" / "sft")
         return dev, test
 
@@ -251,22 +291,28 @@ def run_demo(config: DemoConfig) -> dict:
         base.controller.answer_prefix = "\n\n" + ANSWER_LEAD
         budgets = sorted({max(1, round(f * dev_summary["mean_thinking_tokens"])) for f in config.budget_fractions})
         sft_run = out / "eval" / "sft"
-        budget = run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run)
+        budget = run_sweep(base, "budget", budgets, out / "sweeps" / "budget", reference_run=sft_run,
+                           engine=engines.get(sft_dir))
         ts = ts_sweep_covering(config, lambda values: run_sweep(base, "ts", values, out / "sweeps" / "ts",
-                                                                reference_run=sft_run), budget["points"])
+                                                                reference_run=sft_run, engine=engines.get(sft_dir)),
+                               budget["points"])
         # s1's test-time scaling: suppress the first stop and let the model go on ("Wait")
-        run_eval(eval_config("budget_wait", controller=ControllerConfig(name="budget", num_ignore=1)))
+        evaluate(eval_config("budget_wait", controller=ControllerConfig(name="budget", num_ignore=1)))
         return ts, budget
 
     def level_sft_eval():
-        return {lv: run_eval(eval_config(f"sft_{lv}", level=lv)) for lv in LEVELS}
+        levels = {lv: evaluate(eval_config(f"sft_{lv}", level=lv)) for lv in LEVELS}
+        engines.close(sft_dir)
+        return levels
 
     def tldr():
         if not (tldr_dir / "tldr_summary.json").exists():
             run_tldr(config_from_dict(config.tldr_settings(), "demo tldr"))
 
     def tldr_eval():
-        return {lv: run_eval(eval_config(f"tldr_{lv}", model=tldr_dir, level=lv)) for lv in LEVELS}
+        levels = {lv: evaluate(eval_config(f"tldr_{lv}", model=tldr_dir, level=lv)) for lv in LEVELS}
+        engines.close(tldr_dir)
+        return levels
 
     clock("world: train / dev / test problems", make_world)
     clock("SFT: pretrain, then train the student on teacher traces", sft)

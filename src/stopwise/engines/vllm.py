@@ -414,15 +414,15 @@ class DataParallelVLLMEngine:
     """`data_parallel_size` VLLMEngines, each in a process of its own on
     `tensor_parallel_size` devices of its own; `run` deals the prompts out (prompt k to engine
     k mod M) and hands each completion to `on_result` as it arrives. Same interface and
-    results as one VLLMEngine: the samples depend on their seeds only."""
+    results as one VLLMEngine: the samples depend on their seeds only. `worker_env`: more
+    environment for every engine process (it wins over the device shares)."""
 
     name = "vllm"
     continuous = True
 
     def __init__(self, model: str, *, data_parallel_size: int, tensor_parallel_size: int = 1,
-                 startup_timeout: float = 1800.0, **engine_kwargs):
-        import multiprocessing
-
+                 startup_timeout: float = 1800.0, worker_env: dict | None = None, lazy: bool = False,
+                 **engine_kwargs):
         require_vllm()
         check_model(model)
         ids = check_parallel(tensor_parallel_size, data_parallel_size)
@@ -436,24 +436,35 @@ class DataParallelVLLMEngine:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos = list(eos_ids(self.tokenizer, self.model))
+        self._envs = [{**env, **(worker_env or {})}
+                      for env in worker_environments(ids, tensor_parallel_size, data_parallel_size)]
+        self._kwargs = dict(engine_kwargs, tensor_parallel_size=tensor_parallel_size)
+        self._startup_timeout = startup_timeout
+        self._inboxes, self._procs = [], []
+        import atexit
+
+        atexit.register(self.close)
+        if not lazy:
+            self.start()
+
+    def start(self) -> None:
+        """Start the engine processes (`lazy`: the first `run` does, so an engine that finds
+        nothing to generate never starts one); after `close`, the next `run` starts them again."""
+        import multiprocessing
+
         ctx = multiprocessing.get_context("spawn")
         self._outbox = ctx.Queue()
-        self._inboxes, self._procs = [], []
-        kwargs = dict(engine_kwargs, tensor_parallel_size=tensor_parallel_size)
-        for rank, env in enumerate(worker_environments(ids, tensor_parallel_size, data_parallel_size)):
+        for rank, env in enumerate(self._envs):
             inbox = ctx.Queue()
-            proc = ctx.Process(target=_engine_process, args=(rank, env, self.model, kwargs, inbox, self._outbox),
+            proc = ctx.Process(target=_engine_process, args=(rank, env, self.model, self._kwargs, inbox, self._outbox),
                                name=f"stopwise-vllm-dp{rank}")
             proc.start()
             self._inboxes.append(inbox)
             self._procs.append(proc)
-        import atexit
-
-        atexit.register(self.close)
         lengths = {}
         try:
-            while len(lengths) < data_parallel_size:
-                kind, rank, value = self._receive(startup_timeout)
+            while len(lengths) < self.data_parallel_size:
+                kind, rank, value = self._receive(self._startup_timeout)
                 if kind == "error":
                     raise RuntimeError(f"data-parallel vLLM engine {rank} did not start: {value}")
                 lengths[rank] = value
@@ -488,6 +499,8 @@ class DataParallelVLLMEngine:
         eot = fmt.eot if fmt is not None else None
         base = controller_xargs(controller, eot)
         check_request(self.tokenizer, self.eos, base, settings)
+        if not self._procs:
+            self.start()
         results: list[Generation | None] = [None] * len(prompts)
         busy = 0
         for rank, inbox in enumerate(self._inboxes):

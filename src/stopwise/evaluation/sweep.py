@@ -57,26 +57,27 @@ def summary_point(summary: dict, value=None, run_dir=None) -> dict:
 
 
 def run_sweep(base: EvalConfig, controller: str, values: list[float], out: str | Path,
-              reference_run: str | Path | None = None) -> dict:
+              reference_run: str | Path | None = None, engine=None) -> dict:
     """Evaluate `base` under `controller` at each value; the uncontrolled run is the reference.
 
     `reference_run`: a finished uncontrolled run directory of the same model, benchmark and
     sampling, used as the reference instead of generating it again (the demo's SFT run).
     Resumable: each point is a resumable run (`run_eval`), so a sweep killed anywhere and run
-    again has the samples of an uninterrupted one.
+    again has the samples of an uninterrupted one. `engine`: one already built for `base`
+    (`make_engine`; the demo shares one across its stages), else one is built here.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = [point_config(base, controller, v, out) for v in values]  # all invalid values fail first
     with RunDir(out) as lock:
         lock.lock()  # one sweep at a time in `out` (each point's run directory has its own lock)
-        return _run_sweep(base, controller, values, out, configs, reference_run)
+        return _run_sweep(base, controller, values, out, configs, reference_run, engine)
 
 
 def _run_sweep(base: EvalConfig, controller: str, values: list[float], out: Path, configs: list[EvalConfig],
-               reference_run) -> dict:
+               reference_run, engine) -> dict:
 
-    loaded = make_engine(base)  # one engine (HF model, or vLLM engine) for every point
+    loaded = engine or make_engine(base)  # one engine (HF model, or vLLM engine) for every point
     if reference_run is not None:
         summary = json.loads((Path(reference_run) / "summary.json").read_text())
         baseline = summary_point(summary, run_dir=str(reference_run))
