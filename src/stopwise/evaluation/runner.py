@@ -103,17 +103,10 @@ class EvalConfig:
         }
 
     def to_dict(self) -> dict:
-        return {
-            **self.identity(),
-            "out": self.out,
-            "data_dir": self.data_dir,
-            "limit": self.limit,
-            "n_samples": self.n_samples,
-            "batch_size": self.batch_size,
-            "engine": self.engine,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "data_parallel_size": self.data_parallel_size,
-        }
+        """The identity plus the run's other settings (config.json)."""
+        free = ("out", "data_dir", "limit", "n_samples", "batch_size", "engine", "tensor_parallel_size",
+                "data_parallel_size")
+        return {**self.identity(), **{name: getattr(self, name) for name in free}}
 
 
 def make_record(problem, index: int, gen, fmt, tokenizer, level, seconds: float, max_new_tokens: int) -> dict:
