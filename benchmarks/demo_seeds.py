@@ -2,6 +2,7 @@
 
     python benchmarks/demo_seeds.py --out runs/seeds                # seeds 0-4, two at a time
     python benchmarks/demo_seeds.py --out runs/seeds --seeds 0,1,2 --jobs 1 --threads 2
+    python benchmarks/demo_seeds.py --out runs/levels --set "sft={teacher: {level_rule: checks}}"
 
 A seed changes everything random: the student's initial weights, its pretraining text, the
 teacher's traces and their order, the world's problems, TLDR and sampling. Each seed is a full
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--jobs", type=int, default=2, help="demos run at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per demo")
+    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="the demos' evaluation engine")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=MAPPING",
+                        help="passed to each `stopwise demo` (sft= / tldr= overrides)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             seed = pending.pop(0)
             log = (out / f"seed-{seed}.log").open("a")
             cmd = [sys.executable, "-m", "stopwise", "demo", "--out", str(out / f"seed-{seed}"),
-                   "--seed", str(seed), "--threads", str(args.threads), "--no-progress"]
+                   "--seed", str(seed), "--threads", str(args.threads), "--engine", args.engine, "--no-progress"]
+            cmd += [arg for item in args.overrides for arg in ("--set", item)]
             running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
             print(f"seed {seed}: started ({' '.join(cmd[1:])})", flush=True)
         time.sleep(5)

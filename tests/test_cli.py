@@ -129,3 +129,21 @@ def test_data_import_flags_are_import_config_fields():
     assert (config.source, config.out, config.keep_correct) == ("s1k.json", "t.jsonl", "grader")
     assert config.max_per_problem is None  # 0: every trace that passes
     assert picked(parse("data", "import", "s", "--out", "t"), ImportConfig) == ImportConfig(source="s", out="t")
+
+
+def test_demo_set_gives_the_sft_and_tldr_mappings(monkeypatch, capsys):
+    import stopwise.cli as cli
+
+    given = []
+    monkeypatch.setattr(cli, "run_demo", lambda config: given.append(config) or
+                        {"markdown_table": "", "headline": {}})
+    assert main(["demo", "--out", "d", "--engine", "vllm", "--set", "sft={teacher: {level_rule: checks}}",
+                 "--set", "tldr={max_steps: 3}"]) == 0
+    (config,) = given
+    assert (config.sft, config.tldr, config.engine) == ({"teacher": {"level_rule": "checks"}}, {"max_steps": 3}, "vllm")
+    for bad in ("threads=4", "sft=3"):
+        assert main(["demo", "--out", "d", "--set", bad]) != 0
+        assert f"demo --set {bad.split('=')[0]}=...: only sft and tldr" in capsys.readouterr().err
+    # a mapping is validated like the demo's own: a teacher setting that cannot be, before any work
+    assert main(["demo", "--out", "d", "--set", "sft={teacher: {level_rule: nope}}"]) != 0
+    assert "TeacherConfig.level_rule must be one of" in capsys.readouterr().err and len(given) == 1

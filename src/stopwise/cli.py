@@ -230,8 +230,16 @@ def cmd_check(args) -> int:
     return 0
 
 
+DEMO_MAPPINGS = ("sft", "tldr")
+
+
 def cmd_demo(args) -> int:
-    report = run_demo(picked(args, DemoConfig))
+    overrides = parse_overrides(args.overrides)
+    for key, value in overrides.items():
+        if key not in DEMO_MAPPINGS or not isinstance(value, dict):
+            raise ValueError(f"demo --set {key}=...: only {' and '.join(DEMO_MAPPINGS)} are set this way, each to a "
+                             "mapping (e.g. --set sft='{teacher: {level_rule: checks}}'); the other fields are flags")
+    report = run_demo(picked(args, DemoConfig, **overrides))
     print(report["markdown_table"])
     print(json.dumps(report["headline"], indent=2))
     return 0
@@ -311,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=cmd_check, launch_plan=launch_plan)
 
     p = sub.add_parser("demo", help="the demo world end to end: SFT, sweeps, TLDR, report (resumable)",
-                       dataclass_types=[flags(DemoConfig, "DemoConfig fields (its sft and tldr overrides: from Python)")])
+                       dataclass_types=[flags(DemoConfig, "DemoConfig fields (its sft and tldr overrides: --set)")])
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=MAPPING",
+                   help="sft= (SFTRunConfig overrides) or tldr= (TLDRConfig overrides), a YAML mapping")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the stopping controllers (vllm_xargs)",

@@ -167,6 +167,19 @@ class SFTRunConfig(SFTConfig):
             unknown = set(getattr(self, name)) - known
             if unknown:
                 raise ValueError(f"SFTRunConfig.{name}: unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        # their values are checked now, not when pretraining reaches them
+        self.student_config(), self.pretrain_config(), self.teacher_config()
+
+    def student_config(self) -> StudentConfig:
+        return StudentConfig(**{"seed": self.seed, **self.student})
+
+    def pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(**self.pretrain)
+
+    def teacher_config(self) -> TeacherConfig:
+        return TeacherConfig(prompt=PromptConfig(instruction=self.instruction),
+                             random_level_share=self.world_random_level_share,
+                             level_share=self.world_level_share, **self.teacher)
 
     def batch_plan(self, launched: int | None = None):
         """world size x per-device batch x accumulation = global batch, checked (stopwise.distributed);
@@ -222,8 +235,7 @@ def _load_data(config: SFTRunConfig, out: Path) -> list[dict]:
     fmt = TraceFormat(think_start=config.think_start, eot=config.eot, prompt=prompt)
     if config.data == WORLD_DATA:
         path = out / "traces.jsonl"
-        teacher = TeacherConfig(prompt=prompt, random_level_share=config.world_random_level_share,
-                                level_share=config.world_level_share, **config.teacher)
+        teacher = config.teacher_config()
         settings = {"n": config.world_traces, "seed": config.seed, "teacher": asdict(teacher)}
         settings_path = out / "traces.settings.json"
         stale = path.exists() and (
@@ -251,8 +263,8 @@ def _model_path(config: SFTRunConfig, out: Path) -> str:
         return config.model
     path = out / "init"
     if not (path / "config.json").exists():
-        build_student(path, StudentConfig(**{"seed": config.seed, **config.student}))
-    pretrain_student(path, PretrainConfig(**config.pretrain), seed=config.seed,
+        build_student(path, config.student_config())
+    pretrain_student(path, config.pretrain_config(), seed=config.seed,
                      num_threads=config.num_threads, progress=config.progress)
     return str(path)
 
