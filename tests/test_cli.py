@@ -147,3 +147,8 @@ def test_demo_set_gives_the_sft_and_tldr_mappings(monkeypatch, capsys):
     # a mapping is validated like the demo's own: a teacher setting that cannot be, before any work
     assert main(["demo", "--out", "d", "--set", "sft={teacher: {level_rule: nope}}"]) != 0
     assert "TeacherConfig.level_rule must be one of" in capsys.readouterr().err and len(given) == 1
+    # read as a recipe is: YAML's 1e-3 (a string) is a number, a misspelt key names the field
+    assert main(["demo", "--out", "d", "--set", "sft={learning_rate: 1e-3}"]) == 0
+    assert given[-1].sft_config().learning_rate == 0.001
+    assert main(["demo", "--out", "d", "--set", "sft={learnin_rate: 1e-3}"]) != 0
+    assert "did you mean 'learning_rate'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from stopwise.evaluation.runner import ENGINES, EvalConfig, run_eval
 from stopwise.evaluation.sweep import run_sweep
 from stopwise.io import write_json
 from stopwise.prompts import LEVELS, PromptConfig
-from stopwise.recipes import option, read_recipe
+from stopwise.recipes import load_config, option, read_recipe
 from stopwise.report import build_report, compare_at_matched_tokens, load_run, markdown_table
 from stopwise.supervision.sft import SFTRunConfig, run_sft
 from stopwise.tldr.train import config_from_dict, run_tldr
@@ -96,8 +96,11 @@ class DemoConfig:
         return quick
 
     def sft_config(self) -> SFTRunConfig:
-        return SFTRunConfig(**{"output_dir": str(Path(self.out) / "sft"), "seed": self.seed, "quick": self.quick,
-                               "num_threads": self.threads, "progress": self.progress, **self.sft})
+        # the recipe loader: its checks and its reading of values (YAML gives 1e-3 as a string)
+        return load_config(SFTRunConfig, values={"output_dir": str(Path(self.out) / "sft"), "seed": self.seed,
+                                                 "quick": self.quick, "num_threads": self.threads,
+                                                 "progress": self.progress, **self.sft},
+                           source="DemoConfig.sft")
 
     def tldr_settings(self) -> dict:
         out = Path(self.out)
