@@ -279,8 +279,8 @@ def run_demo(config: DemoConfig) -> dict:
                           controller=controller or ControllerConfig(), record_stop_ranks=stop_ranks,
                           engine=config.engine, progress=config.progress)
 
-    def evaluate(config: EvalConfig) -> dict:
-        return run_eval(config, engines.get(Path(config.model)))
+    def evaluate(run: EvalConfig) -> dict:
+        return run_eval(run, engines.get(Path(run.model)))
 
     def sft_eval():
         dev = evaluate(eval_config("sft_dev", split="dev"))
